@@ -1,0 +1,301 @@
+"""The `rnn_tagger` pipeline component: an ner-style TrainablePipe over
+per-token tag probabilities, decoded into valid entity spans."""
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span
+from spacy.training import Example, biluo_tags_to_spans, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
+from thinc.types import Floats2d, Ints1d
+
+from .tag_scheme import (
+    ConstrainedDecoder,
+    biluo_to_scheme,
+    check_scheme,
+    make_tags,
+    tag_index,
+    tags_to_biluo,
+    transition_constraints,
+)
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_rnn_ner.BiLSTMTagger.v1"
+hidden_width = 128
+depth = 1
+dropout = 0.2
+
+[model.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 96
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [5000, 1000, 2500, 2500]
+include_static_vectors = false
+"""
+# Log-probabilities are taken of softmax outputs; this floor keeps log(0) finite.
+PROB_FLOOR = 1e-12
+
+
+def _default_model_config() -> Dict:
+    from thinc.api import Config
+
+    return Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "rnn_tagger",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={
+        "model": _default_model_config(),
+        "scheme": "BILUO",
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_rnn_tagger(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    scheme: str,
+    scorer: Optional[Callable],
+) -> "RNNTagger":
+    """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
+
+    model: a thinc model mapping docs to per-token tag probabilities.
+    scheme: "BILUO" (default) or "BIO", the tag set the model predicts.
+    scorer: the scoring function; spaCy's ner scorer by default.
+    """
+    return RNNTagger(nlp.vocab, model, name, scheme=scheme, scorer=scorer)
+
+
+class RNNTagger(TrainablePipe):
+    """Label every token with an entity tag and decode valid spans into `doc.ents`."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats2d]],
+        name: str = "rnn_tagger",
+        *,
+        scheme: str = "BILUO",
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict = {"labels": [], "scheme": check_scheme(scheme)}
+        self._decoder_cache: Optional[Tuple[Tuple, ConstrainedDecoder]] = None
+
+    # -- labels and tags -------------------------------------------------
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The entity types this component predicts, e.g. ('LOC', 'ORG', 'PER')."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        """The labels in the form `spacy init labels` writes and `initialize` reads."""
+        return list(self.labels)
+
+    @property
+    def scheme(self) -> str:
+        return self.cfg["scheme"]
+
+    @property
+    def tags(self) -> List[str]:
+        """The per-token tags, in the order of the model's output columns."""
+        return make_tags(self.labels, self.scheme)
+
+    def add_label(self, label: str) -> int:
+        """Add an entity type before initialization. Returns 1 if new, else 0."""
+        if label in self.labels:
+            return 0
+        if self._is_initialized():
+            raise ValueError(
+                f"[{self.name}] Cannot add label '{label}' to an initialized component: "
+                "the output layer's size is fixed. Add all labels before nlp.initialize(), "
+                f"or list them in [initialize.components.{self.name}.labels]."
+            )
+        return self._append_label(label)
+
+    def _append_label(self, label: str) -> int:
+        if not isinstance(label, str) or not label or "-" in label or label == "O":
+            raise ValueError(
+                f"[{self.name}] Invalid entity label {label!r}: labels must be non-empty "
+                "strings without '-' (the tag prefix separator), and not 'O'."
+            )
+        if label in self.labels:
+            return 0
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def _is_initialized(self) -> bool:
+        output = self.model.get_ref("output")
+        return output.has_param("W") is True
+
+    def _require_initialized(self) -> None:
+        if not self._is_initialized() or not self.labels:
+            raise ValueError(
+                f"[{self.name}] The component '{self.name}' has not been initialized, so "
+                "it has no labels or weights. Call nlp.initialize(get_examples) with "
+                "annotated examples (or train with `spacy train`) before using it, or "
+                "load a trained pipeline with spacy.load()."
+            )
+
+    def _decoder(self) -> ConstrainedDecoder:
+        key = (self.labels, self.scheme)
+        if self._decoder_cache is None or self._decoder_cache[0] != key:
+            allowed, start, end = transition_constraints(self.tags, self.scheme)
+            self._decoder_cache = (key, ConstrainedDecoder(allowed, start, end))
+        return self._decoder_cache[1]
+
+    # -- prediction ------------------------------------------------------
+
+    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
+        """Return the best valid tag-id sequence for each doc."""
+        docs = list(docs)
+        self._require_initialized()
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((0,), dtype="i") for _ in docs]
+        probs = self.model.predict(docs)
+        return self.decode(probs)
+
+    def decode(self, probs: Sequence[Floats2d]) -> List[Ints1d]:
+        """Exact Viterbi decoding of per-token tag probabilities under the scheme's constraints."""
+        log_probs = [
+            numpy.log(numpy.maximum(self.model.ops.to_numpy(p), PROB_FLOOR)) for p in probs
+        ]
+        return self._decoder()(log_probs)
+
+    def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
+        """Write the decoded entities to `doc.ents`; all other tokens become 'O'."""
+        tags = self.tags
+        for doc, ids in zip(docs, tag_ids):
+            doc.set_ents(self._spans(doc, [tags[i] for i in ids]), default="outside")
+
+    def _spans(self, doc: Doc, doc_tags: List[str]) -> List[Span]:
+        if not doc_tags:
+            return []
+        return list(biluo_tags_to_spans(doc, tags_to_biluo(doc_tags, self.scheme)))
+
+    # -- training --------------------------------------------------------
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples; partially annotated docs are fine."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "RNNTagger.update")
+        self._require_initialized()
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def gold_tags(self, example: Example) -> List[Optional[str]]:
+        """The example's gold tags in our scheme, None where there is no usable gold.
+
+        spaCy marks tokens without annotation as None and tokens whose gold
+        boundaries do not align with the predicted tokens as '-' (GUIDE trap 7);
+        entity types this component does not know are treated as unannotated.
+        """
+        known = tag_index(self.tags)
+        gold = biluo_to_scheme(example.get_aligned_ner(), self.scheme)
+        return [tag if tag in known else None for tag in gold]
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """Cross-entropy against the aligned gold tags; unannotated tokens add nothing."""
+        validate_examples(examples, "RNNTagger.get_loss")
+        truths = [self.gold_tags(eg) for eg in examples]
+        loss_func = SequenceCategoricalCrossentropy(
+            names=self.tags, normalize=False, missing_value=None
+        )
+        d_scores, loss = loss_func(scores, truths)
+        if self.model.ops.xp.isnan(loss):
+            raise ValueError(f"[{self.name}] The loss became NaN; lower the learning rate.")
+        return float(loss), d_scores
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
+    ) -> None:
+        """Set the labels (given, or read off the examples' entities) and allocate the weights."""
+        validate_get_examples(get_examples, "RNNTagger.initialize")
+        examples = list(islice(get_examples(), 0, None))
+        annotated = [eg for eg in examples if eg.reference.has_annotation("ENT_IOB")]
+        if not annotated:
+            raise ValueError(
+                f"[{self.name}] None of the {len(examples)} initialization examples holds "
+                "any entity annotation (no token is marked as inside or outside an entity), "
+                "so there is nothing to learn from. Check that your training corpus sets "
+                "doc.ents (for CoNLL files, convert them with scripts/convert.py), or that "
+                "[paths.train] points at the right file."
+            )
+        if labels is None:
+            labels = sorted({ent.label_ for eg in annotated for ent in eg.reference.ents})
+        # Initialization (re)builds the output layer, so labels may be added here
+        # even if the component was initialized before.
+        for label in labels:
+            self._append_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"[{self.name}] No entity labels: the examples mark every token as outside "
+                "an entity. Add labels with [initialize.components."
+                f"{self.name}.labels] or train on data that contains entities."
+            )
+        self.model.get_ref("output").set_dim("nO", len(self.tags), force=True)
+        doc_sample = [eg.predicted for eg in examples[:10] if len(eg.predicted)]
+        self.model.initialize(X=doc_sample or None)
+
+    # -- serialization ---------------------------------------------------
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "RNNTagger":
+        """Load from bytes, with a clear error when the data is truncated or corrupted."""
+        try:
+            return super().from_bytes(bytes_data, exclude=exclude)
+        except Exception as err:
+            raise self._load_error("the given bytes", err) from err
+
+    def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "RNNTagger":
+        """Load from a directory, with a clear error when a file is truncated or corrupted."""
+        try:
+            return super().from_disk(path, exclude=exclude)
+        except Exception as err:
+            raise self._load_error(str(path), err) from err
+
+    def _load_error(self, where: str, err: Exception) -> ValueError:
+        return ValueError(
+            f"[{self.name}] Could not load the component '{self.name}' from {where}: "
+            f"the weights or settings are truncated, corrupted or from an incompatible "
+            f"model config ({type(err).__name__}: {err}). Copy the pipeline directory "
+            "again from a good source, or retrain it."
+        )

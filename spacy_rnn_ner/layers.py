@@ -1,0 +1,102 @@
+"""thinc layers around our torch modules: list-of-arrays <-> padded tensors,
+and a PyTorch shim whose parameter averaging actually reaches the torch weights."""
+import contextlib
+from typing import Any, Callable, Dict, List, Tuple, cast
+
+import torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from .torch_modules import PackedBiLSTM
+
+
+class AveragingPyTorchShim(PyTorchShim):
+    """A PyTorchShim whose `use_params` finds the optimizer's averages.
+
+    thinc's PyTorchShim.finish_update hands each torch parameter to the
+    optimizer under the key (shim.id, name), but its use_params looks for
+    string keys "pytorch_{id}_{name}" that nothing writes. So under spaCy's
+    default `use_averages = true`, evaluation and saving silently used the raw
+    LSTM weights beside averaged thinc weights (GUIDE trap 3). This subclass
+    looks the averages up under the keys the optimizer really uses.
+    """
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict[Any, Any]):
+        state_dict = {}
+        for name, param in self._model.named_parameters():
+            key = (self.id, name)
+            if key in params:
+                state_dict[name] = xp2torch(params[key], device=param.device).reshape(param.shape)
+        if not state_dict:
+            yield
+            return
+        backup = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        self._model.load_state_dict(state_dict, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+
+def _pad(model: Model, Xs: List[Floats2d], width: int) -> Tuple[Any, List[int]]:
+    lengths = [len(x) for x in Xs]
+    padded = model.ops.alloc3f(len(Xs), max(lengths, default=0), width)
+    for i, x in enumerate(Xs):
+        padded[i, : len(x)] = x
+    return padded, lengths
+
+
+def _unpad(padded: Any, lengths: List[int]) -> List[Any]:
+    return [padded[i, :n] for i, n in enumerate(lengths)]
+
+
+def _convert_inputs(
+    model: Model, Xs: List[Floats2d], is_train: bool
+) -> Tuple[ArgsKwargs, Callable[[ArgsKwargs], List[Floats2d]]]:
+    """Pad the per-doc arrays into one tensor (sharing memory, no copy) plus lengths."""
+    shim = cast(PyTorchShim, model.shims[0])
+    padded, lengths = _pad(model, Xs, model.get_dim("nI"))
+    Xt = xp2torch(padded, requires_grad=is_train, device=shim.device)
+    # pack_padded_sequence wants the lengths as a CPU int64 tensor, wherever the data is.
+    lengths_t = torch.tensor(lengths, dtype=torch.int64)
+
+    def convert_dX(d_inputs: ArgsKwargs) -> List[Floats2d]:
+        dX = d_inputs.args[0]
+        if dX is None:
+            return [model.ops.alloc2f(n, model.get_dim("nI")) for n in lengths]
+        return _unpad(torch2xp(dX, ops=model.ops), lengths)
+
+    return ArgsKwargs(args=(Xt, lengths_t), kwargs={}), convert_dX
+
+
+def _convert_outputs(
+    model: Model, inputs_outputs: Tuple[List[Floats2d], torch.Tensor], is_train: bool
+) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
+    """Split the padded output tensor back into one array per doc."""
+    Xs, Yt = inputs_outputs
+    lengths = [len(x) for x in Xs]
+    Ys = _unpad(torch2xp(Yt, ops=model.ops), lengths)
+
+    def convert_dY(dYs: List[Floats2d]) -> ArgsKwargs:
+        dY, _ = _pad(model, dYs, model.get_dim("nO"))
+        dYt = xp2torch(dY, device=Yt.device)
+        return ArgsKwargs(args=(Yt,), kwargs={"grad_tensors": dYt})
+
+    return Ys, convert_dY
+
+
+def PackedBiLSTMLayer(
+    width: int, hidden_width: int, depth: int, dropout: float
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """A thinc layer running a packed bidirectional LSTM over each doc's rows."""
+    module = PackedBiLSTM(width, hidden_width, depth=depth, dropout=dropout)
+    model: Model[List[Floats2d], List[Floats2d]] = PyTorchWrapper_v2(
+        module, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs
+    )
+    # Swap in the shim that averages the torch weights too (see AveragingPyTorchShim).
+    model.shims[0] = AveragingPyTorchShim(module)
+    model.set_dim("nI", width)
+    model.set_dim("nO", 2 * hidden_width)
+    model.name = "packed_bilstm"
+    return model
