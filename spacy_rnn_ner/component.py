@@ -1,9 +1,13 @@
 """The `rnn_tagger` pipeline component: an ner-style TrainablePipe over
 per-token tag probabilities, decoded into valid entity spans."""
+import hashlib
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
+import srsly
+from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
@@ -277,20 +281,77 @@ class RNNTagger(TrainablePipe):
         self.model.initialize(X=doc_sample or None)
 
     # -- serialization ---------------------------------------------------
+    # Like TrainablePipe's, plus a SHA-256 of the weights in the saved cfg:
+    # thinc/torch load flipped bytes inside a weight array without complaint,
+    # so without a checksum a corrupted model would load and predict garbage.
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        """Serialize the settings, vocab and weights (with their checksum) to bytes."""
+        model_bytes = self.model.to_bytes()
+        cfg = self._cfg_with_checksum(model_bytes)
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": lambda: model_bytes,
+        }
+        return util.to_bytes(serialize, exclude)
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        """Save the settings, vocab and weights (with their checksum) to a directory."""
+        model_bytes = self.model.to_bytes()
+        cfg = self._cfg_with_checksum(model_bytes)
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: Path(p).write_bytes(model_bytes),
+        }
+        util.to_disk(path, serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "RNNTagger":
         """Load from bytes, with a clear error when the data is truncated or corrupted."""
+        parts: Dict = {}
+        deserialize = {
+            "cfg": lambda b: parts.update(cfg=srsly.json_loads(b)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": lambda b: parts.update(model=b),
+        }
         try:
-            return super().from_bytes(bytes_data, exclude=exclude)
+            util.from_bytes(bytes_data, deserialize, exclude)
         except Exception as err:
             raise self._load_error("the given bytes", err) from err
+        return self._load(parts, "the given bytes")
 
-    def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "RNNTagger":
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "RNNTagger":
         """Load from a directory, with a clear error when a file is truncated or corrupted."""
+        parts: Dict = {}
+        deserialize = {
+            "cfg": lambda p: parts.update(cfg=srsly.read_json(p)),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": lambda p: parts.update(model=Path(p).read_bytes()),
+        }
         try:
-            return super().from_disk(path, exclude=exclude)
+            util.from_disk(path, deserialize, exclude)
         except Exception as err:
             raise self._load_error(str(path), err) from err
+        return self._load(parts, str(path))
+
+    def _cfg_with_checksum(self, model_bytes: bytes) -> Dict:
+        return dict(self.cfg, model_sha256=hashlib.sha256(model_bytes).hexdigest())
+
+    def _load(self, parts: Dict, where: str) -> "RNNTagger":
+        cfg = dict(parts.get("cfg", {}))
+        expected = cfg.pop("model_sha256", None)
+        model_bytes = parts.get("model")
+        if model_bytes is not None:
+            if expected is not None and hashlib.sha256(model_bytes).hexdigest() != expected:
+                raise self._load_error(where, ValueError("the weights do not match their saved SHA-256 checksum"))
+            try:
+                self.model.from_bytes(model_bytes)
+            except Exception as err:
+                raise self._load_error(where, err) from err
+        self.cfg.update(cfg)
+        self._decoder_cache = None
+        return self
 
     def _load_error(self, where: str, err: Exception) -> ValueError:
         return ValueError(
