@@ -6,13 +6,16 @@ so `spacy.blank("en").add_pipe("rnn_tagger")` works without this import.
 """
 from .component import RNNTagger, make_rnn_tagger
 from .corpus import create_gold_token_corpus
-from .model import build_bilstm_tagger
+from .features import build_feature_embed
+from .model import build_bilstm_crf_tagger, build_bilstm_tagger
 
 __version__ = "0.1.0"
 __all__ = [
     "RNNTagger",
     "make_rnn_tagger",
     "build_bilstm_tagger",
+    "build_bilstm_crf_tagger",
+    "build_feature_embed",
     "create_gold_token_corpus",
     "__version__",
 ]

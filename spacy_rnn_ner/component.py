@@ -16,7 +16,9 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
+from .lattice import crf_loss_and_gradients
 from .tag_scheme import (
+    IMPOSSIBLE,
     ConstrainedDecoder,
     biluo_to_scheme,
     check_scheme,
@@ -98,7 +100,7 @@ class RNNTagger(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict = {"labels": [], "scheme": check_scheme(scheme)}
-        self._decoder_cache: Optional[Tuple[Tuple, ConstrainedDecoder]] = None
+        self._constraint_cache: Optional[Tuple[Tuple, Tuple]] = None
 
     # -- labels and tags -------------------------------------------------
 
@@ -158,12 +160,19 @@ class RNNTagger(TrainablePipe):
                 "load a trained pipeline with spacy.load()."
             )
 
-    def _decoder(self) -> ConstrainedDecoder:
+    @property
+    def uses_crf(self) -> bool:
+        """Whether the model has a CRF output (spacy_rnn_ner.BiLSTMCRFTagger.v1)."""
+        return self.model.has_ref("crf")
+
+    def _constraints(self) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
         key = (self.labels, self.scheme)
-        if self._decoder_cache is None or self._decoder_cache[0] != key:
-            allowed, start, end = transition_constraints(self.tags, self.scheme)
-            self._decoder_cache = (key, ConstrainedDecoder(allowed, start, end))
-        return self._decoder_cache[1]
+        if self._constraint_cache is None or self._constraint_cache[0] != key:
+            self._constraint_cache = (key, transition_constraints(self.tags, self.scheme))
+        return self._constraint_cache[1]
+
+    def _crf_transitions(self) -> numpy.ndarray:
+        return self.model.ops.to_numpy(self.model.get_ref("crf").get_param("T"))
 
     # -- prediction ------------------------------------------------------
 
@@ -176,12 +185,20 @@ class RNNTagger(TrainablePipe):
         probs = self.model.predict(docs)
         return self.decode(probs)
 
-    def decode(self, probs: Sequence[Floats2d]) -> List[Ints1d]:
-        """Exact Viterbi decoding of per-token tag probabilities under the scheme's constraints."""
+    def decode(self, scores: Sequence[Floats2d]) -> List[Ints1d]:
+        """Exact Viterbi decoding of the model's scores under the scheme's constraints.
+
+        Softmax models: the path score is the sum of the tags' log-probabilities.
+        CRF models: emission scores plus the learned transition scores.
+        """
+        allowed, start, end = self._constraints()
+        if self.uses_crf:
+            decoder = ConstrainedDecoder(allowed, start, end, transitions=self._crf_transitions())
+            return decoder([self.model.ops.to_numpy(s) for s in scores])
         log_probs = [
-            numpy.log(numpy.maximum(self.model.ops.to_numpy(p), PROB_FLOOR)) for p in probs
+            numpy.log(numpy.maximum(self.model.ops.to_numpy(p), PROB_FLOOR)) for p in scores
         ]
-        return self._decoder()(log_probs)
+        return ConstrainedDecoder(allowed, start, end)(log_probs)
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
         """Write the decoded entities to `doc.ents`; all other tokens become 'O'."""
@@ -237,6 +254,8 @@ class RNNTagger(TrainablePipe):
         """Cross-entropy against the aligned gold tags; unannotated tokens add nothing."""
         validate_examples(examples, "RNNTagger.get_loss")
         truths = [self.gold_tags(eg) for eg in examples]
+        if self.uses_crf:
+            return self._crf_loss(truths, scores)
         loss_func = SequenceCategoricalCrossentropy(
             names=self.tags, normalize=False, missing_value=None
         )
@@ -244,6 +263,28 @@ class RNNTagger(TrainablePipe):
         if self.model.ops.xp.isnan(loss):
             raise ValueError(f"[{self.name}] The loss became NaN; lower the learning rate.")
         return float(loss), d_scores
+
+    def _crf_loss(self, truths: List[List[Optional[str]]], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        """CRF negative log-likelihood; tokens without gold are marginalised over."""
+        index = tag_index(self.tags)
+        n_tags = len(self.tags)
+        gold_allowed = []
+        for doc_truth in truths:
+            mask = numpy.ones((len(doc_truth), n_tags), dtype=bool)
+            for i, tag in enumerate(doc_truth):
+                if tag is not None:
+                    mask[i] = False
+                    mask[i, index[tag]] = True
+            gold_allowed.append(mask)
+        allowed, start, end = self._constraints()
+        trans = numpy.where(allowed, self._crf_transitions(), IMPOSSIBLE).astype("f")
+        start_s = numpy.where(start, 0.0, IMPOSSIBLE)
+        end_s = numpy.where(end, 0.0, IMPOSSIBLE)
+        host_scores = [self.model.ops.to_numpy(s) for s in scores]
+        loss, d_scores, d_trans = crf_loss_and_gradients(host_scores, gold_allowed, trans, start_s, end_s)
+        crf = self.model.get_ref("crf")
+        crf.inc_grad("T", self.model.ops.asarray2f(d_trans * allowed))
+        return loss, [self.model.ops.asarray2f(d) for d in d_scores]
 
     def initialize(
         self,
@@ -277,6 +318,8 @@ class RNNTagger(TrainablePipe):
                 f"{self.name}.labels] or train on data that contains entities."
             )
         self.model.get_ref("output").set_dim("nO", len(self.tags), force=True)
+        if self.uses_crf:
+            self.model.get_ref("crf").set_dim("nO", len(self.tags), force=True)
         doc_sample = [eg.predicted for eg in examples[:10] if len(eg.predicted)]
         self.model.initialize(X=doc_sample or None)
 
@@ -350,7 +393,7 @@ class RNNTagger(TrainablePipe):
             except Exception as err:
                 raise self._load_error(where, err) from err
         self.cfg.update(cfg)
-        self._decoder_cache = None
+        self._constraint_cache = None
         return self
 
     def _load_error(self, where: str, err: Exception) -> ValueError:

@@ -3,7 +3,7 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Model, Softmax_v2, chain, with_array
+from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
 from .layers import PackedBiLSTMLayer
@@ -35,6 +35,95 @@ def output_width(model: Model) -> Optional[int]:
     return None
 
 
+CONTEXTS = ("doc", "sentence")
+
+
+def ContextualEncoder(
+    embed: Model[List[Doc], List[Floats2d]], encoder: Model[List[Floats2d], List[Floats2d]], context: str
+) -> Model[List[Doc], List[Floats2d]]:
+    """Embed each doc, then run the encoder over whole docs or over each sentence.
+
+    With context = "doc" the LSTM reads across sentence boundaries (a CoNLL
+    document is one news story). With "sentence" it restarts at every
+    sentence start the doc carries (docs without sentence boundaries are
+    one sentence).
+    """
+    if context not in CONTEXTS:
+        raise ValueError(f"[rnn_tagger] context must be one of {CONTEXTS}, got {context!r}.")
+    return Model(
+        "contextual_encoder",
+        _contextual_forward,
+        init=_contextual_init,
+        layers=[embed, encoder],
+        attrs={"context": context},
+        dims={"nO": encoder.get_dim("nO")},
+    )
+
+
+def _contextual_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    model.layers[0].initialize(X=X)
+    model.layers[1].initialize()
+
+
+def _sentence_lengths(doc: Doc) -> List[int]:
+    starts = [i for i, token in enumerate(doc) if i == 0 or token.is_sent_start]
+    return [end - start for start, end in zip(starts, starts[1:] + [len(doc)])] if len(doc) else []
+
+
+def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
+    embed, encoder = model.layers
+    Xs, backprop_embed = embed(docs, is_train)
+    if model.attrs["context"] == "doc":
+        Ys, backprop_encoder = encoder(Xs, is_train)
+        return Ys, lambda dYs: backprop_embed(backprop_encoder(dYs))
+    xp = model.ops.xp
+    splits = [_sentence_lengths(doc) for doc in docs]
+    pieces = [piece for X, lengths in zip(Xs, splits) for piece in _split(xp, X, lengths)]
+    Y_pieces, backprop_encoder = encoder(pieces, is_train)
+    Ys = _join(model, Y_pieces, splits, encoder.get_dim("nO"))
+    embed_width = Xs[0].shape[1] if Xs else 0
+
+    def backprop(dYs: List[Floats2d]) -> List[Floats2d]:
+        d_pieces = [piece for dY, lengths in zip(dYs, splits) for piece in _split(xp, dY, lengths)]
+        dXs = _join(model, backprop_encoder(d_pieces), splits, embed_width)
+        return backprop_embed(dXs)
+
+    return Ys, backprop
+
+
+def _split(xp, X: Floats2d, lengths: List[int]) -> List[Floats2d]:
+    offsets = list(xp.cumsum(xp.asarray([0] + lengths)))
+    return [X[int(a) : int(b)] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _join(model: Model, pieces: List[Floats2d], splits: List[List[int]], width: int) -> List[Floats2d]:
+    out, i = [], 0
+    for lengths in splits:
+        doc_pieces = pieces[i : i + len(lengths)]
+        i += len(lengths)
+        out.append(model.ops.xp.concatenate(doc_pieces) if doc_pieces else model.ops.alloc2f(0, width))
+    return out
+
+
+def _encoder(embed: Model, hidden_width: int, depth: int, dropout: float, context: str) -> Model:
+    width = output_width(embed)
+    if width is None:
+        raise ValueError(
+            "[rnn_tagger] Cannot tell the output width of the `embed` layer "
+            f"'{embed.name}'. Use an embedding whose width is set in the config "
+            "(spacy.MultiHashEmbed.v2, spacy.CharacterEmbed.v2, spacy.Tok2VecListener.v1, "
+            "spacy_rnn_ner.FeatureEmbed.v1)."
+        )
+    return ContextualEncoder(embed, PackedBiLSTMLayer(width, hidden_width, depth, dropout), context)
+
+
+def _set_refs(model: Model, embed: Model, encoder: Model, output: Model) -> None:
+    model.set_ref("embed", embed)
+    model.set_ref("tok2vec", embed)
+    model.set_ref("encoder", encoder.layers[1])
+    model.set_ref("output", output)
+
+
 @registry.architectures("spacy_rnn_ner.BiLSTMTagger.v1")
 def build_bilstm_tagger(
     embed: Model[List[Doc], List[Floats2d]],
@@ -42,29 +131,63 @@ def build_bilstm_tagger(
     depth: int = 1,
     dropout: float = 0.2,
     nO: Optional[int] = None,
+    context: str = "doc",
 ) -> Model[List[Doc], List[Floats2d]]:
     """Per-token tag probabilities from a bidirectional LSTM over an embedding.
 
     embed: any layer mapping docs to one row per token (MultiHashEmbed,
-        CharacterEmbed, a Tok2VecListener).
+        CharacterEmbed, FeatureEmbed, a Tok2VecListener).
     hidden_width: LSTM units per direction; the output of the BiLSTM is twice this.
     depth: stacked LSTM layers.
     dropout: applied in training to the LSTM's input and output.
     nO: number of tags; inferred from the labels at initialization when None.
+    context: "doc" runs the LSTM over whole docs, "sentence" over each sentence.
     """
-    width = output_width(embed)
-    if width is None:
-        raise ValueError(
-            "[rnn_tagger] Cannot tell the output width of the `embed` layer "
-            f"'{embed.name}'. Use an embedding whose width is set in the config "
-            "(spacy.MultiHashEmbed.v2, spacy.CharacterEmbed.v2, spacy.Tok2VecListener.v1)."
-        )
-    encoder = PackedBiLSTMLayer(width, hidden_width, depth, dropout)
+    encoder = _encoder(embed, hidden_width, depth, dropout, context)
     output = Softmax_v2(nO=nO, nI=2 * hidden_width)
-    model: Model[List[Doc], List[Floats2d]] = chain(embed, encoder, with_array(output))
-    model.set_ref("embed", embed)
-    model.set_ref("tok2vec", embed)
-    model.set_ref("encoder", encoder)
-    model.set_ref("output", output)
-    model.attrs["uses_crf"] = False
+    model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output))
+    _set_refs(model, embed, encoder, output)
+    return model
+
+
+def CRFTransitions(nO: Optional[int] = None) -> Model[List[Floats2d], List[Floats2d]]:
+    """Holds the CRF's learned tag-transition scores; passes the emission scores through.
+
+    The CRF loss and decoding live in the component (they need the gold tags
+    and the scheme's constraints); this layer owns the parameter so that
+    thinc's optimizer, averaging and serialization handle it like any other.
+    """
+    return Model(
+        "crf_transitions",
+        lambda model, X, is_train: (X, lambda dY: dY),
+        init=_crf_init,
+        dims={"nO": nO},
+        params={"T": None},
+    )
+
+
+def _crf_init(model: Model, X=None, Y=None) -> None:
+    n = model.get_dim("nO")
+    model.set_param("T", model.ops.alloc2f(n, n))
+
+
+@registry.architectures("spacy_rnn_ner.BiLSTMCRFTagger.v1")
+def build_bilstm_crf_tagger(
+    embed: Model[List[Doc], List[Floats2d]],
+    hidden_width: int = 128,
+    depth: int = 1,
+    dropout: float = 0.2,
+    nO: Optional[int] = None,
+    context: str = "doc",
+) -> Model[List[Doc], List[Floats2d]]:
+    """A BiLSTM with a linear-chain CRF output: per-token emission scores plus
+    learned transition scores, trained with the forward algorithm and decoded
+    with Viterbi under the tag scheme's constraints. Arguments as BiLSTMTagger.v1.
+    """
+    encoder = _encoder(embed, hidden_width, depth, dropout, context)
+    output = Linear(nO=nO, nI=2 * hidden_width)
+    crf = CRFTransitions(nO)
+    model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output), crf)
+    _set_refs(model, embed, encoder, output)
+    model.set_ref("crf", crf)
     return model

@@ -1,0 +1,146 @@
+"""Word features for NER: hashed lexical attributes, Brown-cluster path
+prefixes and character embeddings, concatenated and mixed by a Maxout layer."""
+import warnings
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.ml._character_embed import CharacterEmbed
+from spacy.ml.featureextractor import FeatureExtractor
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
+from thinc.types import Floats2d, Ints2d, Ragged
+
+CLUSTER_TABLE = "lexeme_cluster"
+
+
+def _load_cluster_table(lang: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Sorted word hashes and their Brown clusters from spacy-lookups-data, or empty arrays."""
+    try:
+        from spacy.lookups import load_lookups
+
+        table = load_lookups(lang, [CLUSTER_TABLE], strict=True).get_table(CLUSTER_TABLE)
+    except (ImportError, ValueError, KeyError) as err:
+        warnings.warn(
+            f"[rnn_tagger] No Brown clusters for language '{lang}' ({type(err).__name__}: {err}). "
+            "The cluster features are switched off for this model. Install "
+            "spacy-lookups-data, or set use_clusters = false in the embed config to "
+            "silence this warning."
+        )
+        return numpy.zeros((0,), dtype="uint64"), numpy.zeros((0,), dtype="uint32")
+    keys = numpy.fromiter(table.keys(), dtype="uint64", count=len(table))
+    values = numpy.fromiter(table.values(), dtype="uint32", count=len(table))
+    order = numpy.argsort(keys)
+    return keys[order], values[order]
+
+
+def BrownClusterFeatures(prefix_lengths: Sequence[int]) -> Model[List[Doc], List[Ints2d]]:
+    """One column per prefix length k: the first k bits of the word's Brown path.
+
+    The table is loaded from spacy-lookups-data at initialization and kept in
+    the layer's attrs, which thinc serializes with the model: a trained
+    pipeline never needs the lookups package at run time. spaCy stores each
+    path bit-reversed, so the prefix of length k is the low k bits.
+    """
+    return Model(
+        "brown_clusters",
+        _cluster_forward,
+        init=_cluster_init,
+        attrs={
+            "prefix_lengths": list(prefix_lengths),
+            "keys": numpy.zeros((0,), dtype="uint64"),
+            "values": numpy.zeros((0,), dtype="uint32"),
+        },
+    )
+
+
+def _cluster_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    if X:
+        keys, values = _load_cluster_table(X[0].lang_)
+        model.attrs["keys"] = keys
+        model.attrs["values"] = values
+
+
+def lookup_clusters(keys: numpy.ndarray, values: numpy.ndarray, orths: numpy.ndarray) -> numpy.ndarray:
+    """Cluster ids for word hashes (0 where the word has none), by binary search."""
+    if len(keys) == 0:
+        return numpy.zeros(orths.shape, dtype="uint32")
+    pos = numpy.searchsorted(keys, orths)
+    pos = numpy.minimum(pos, len(keys) - 1)
+    return numpy.where(keys[pos] == orths, values[pos], 0).astype("uint32")
+
+
+def _cluster_forward(model: Model, docs: List[Doc], is_train: bool):
+    keys, values = model.attrs["keys"], model.attrs["values"]
+    masks = numpy.array([(1 << k) - 1 for k in model.attrs["prefix_lengths"]], dtype="uint64")
+    output = []
+    for doc in docs:
+        orths = numpy.fromiter((token.orth for token in doc), dtype="uint64", count=len(doc))
+        clusters = lookup_clusters(keys, values, orths).astype("uint64")
+        feats = clusters[:, None] & masks[None, :]
+        output.append(model.ops.asarray2i(feats.astype("uint64"), dtype="uint64"))
+    return output, lambda d_output: []
+
+
+@registry.architectures("spacy_rnn_ner.FeatureEmbed.v1")
+def build_feature_embed(
+    width: int,
+    attrs: List[str],
+    rows: List[int],
+    use_clusters: bool = True,
+    cluster_prefixes: List[int] = [4, 6, 10, 20],
+    cluster_rows: int = 5000,
+    char_width: int = 16,
+    n_chars: int = 8,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Embed each token from hashed attributes, Brown clusters and its characters.
+
+    width: the output width (and the width of each hash embedding table).
+    attrs, rows: lexical attributes to hash (e.g. NORM, PREFIX, SUFFIX, SHAPE)
+        and the number of rows of each table, as in spacy.MultiHashEmbed.v2.
+    use_clusters: add Brown-cluster path prefixes of `cluster_prefixes` bits
+        (English and a few other languages; off with a warning where
+        spacy-lookups-data has no table).
+    char_width, n_chars: spaCy's CharacterEmbed over the first and last
+        characters of each word (`char_width` dimensions per character);
+        char_width = 0 switches the characters off.
+    """
+    if len(attrs) != len(rows):
+        raise ValueError(
+            f"[rnn_tagger] FeatureEmbed needs one rows entry per attr: got {len(attrs)} "
+            f"attrs and {len(rows)} rows."
+        )
+    parts = [
+        chain(
+            FeatureExtractor(attrs),
+            list2ragged(),
+            with_array(
+                concatenate(
+                    *[HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0) for i, n_rows in enumerate(rows)]
+                )
+            ),
+        )
+    ]
+    concat_width = width * len(attrs)
+    if use_clusters:
+        parts.append(
+            chain(
+                BrownClusterFeatures(cluster_prefixes),
+                list2ragged(),
+                with_array(
+                    concatenate(
+                        *[
+                            HashEmbed(width, cluster_rows, column=i, seed=101 + i, dropout=0.0)
+                            for i in range(len(cluster_prefixes))
+                        ]
+                    )
+                ),
+            )
+        )
+        concat_width += width * len(cluster_prefixes)
+    if char_width > 0:
+        parts.append(chain(CharacterEmbed(nM=char_width, nC=n_chars), list2ragged()))
+        concat_width += char_width * n_chars
+    mix = with_array(Maxout(width, concat_width, nP=3, normalize=True, dropout=0.0))
+    model: Model[List[Doc], List[Floats2d]] = chain(concatenate(*parts), mix, ragged2list())
+    return model

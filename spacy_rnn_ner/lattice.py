@@ -1,0 +1,126 @@
+"""Forward-backward over the constrained tag lattice: the CRF loss and its
+gradients, and tag marginals.
+
+Scores are per-token tag scores (n_tokens, n_tags), plus a (n_tags, n_tags)
+transition matrix in which forbidden transitions hold IMPOSSIBLE, and start
+and end vectors (0 or IMPOSSIBLE). Docs are padded and processed together,
+one numpy step per position.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+
+from .tag_scheme import IMPOSSIBLE
+
+
+def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    return (top + numpy.log(numpy.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def _pad(arrays: Sequence[numpy.ndarray], n_tags: int, fill: float = 0.0) -> numpy.ndarray:
+    max_len = max(len(a) for a in arrays)
+    out = numpy.full((len(arrays), max_len, n_tags), fill, dtype="f8")
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+class LatticeResult:
+    """What forward-backward computes for a batch: log partition values,
+    per-token marginals and expected transition counts (summed over the batch)."""
+
+    def __init__(self, log_z: numpy.ndarray, marginals: List[numpy.ndarray], pair_counts: numpy.ndarray) -> None:
+        self.log_z = log_z
+        self.marginals = marginals
+        self.pair_counts = pair_counts
+
+
+def forward_backward(
+    scores: Sequence[numpy.ndarray],
+    trans: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+    allowed_tags: Optional[Sequence[numpy.ndarray]] = None,
+    want_pairs: bool = True,
+) -> LatticeResult:
+    """Sum over all valid tag sequences of each doc (optionally restricted per token).
+
+    allowed_tags: per doc, a (n_tokens, n_tags) boolean array of the tags each
+    token may take (e.g. only its gold tag, or all tags where gold is missing).
+    Empty docs get log_z 0 and empty marginals.
+    """
+    n_tags = trans.shape[0]
+    lengths = numpy.array([len(s) for s in scores], dtype="i")
+    marginals: List[numpy.ndarray] = [numpy.zeros((n, n_tags), dtype="f") for n in lengths]
+    log_z = numpy.zeros(len(scores), dtype="f8")
+    pair_counts = numpy.zeros((n_tags, n_tags), dtype="f8")
+    active = [i for i, n in enumerate(lengths) if n > 0]
+    if not active:
+        return LatticeResult(log_z, marginals, pair_counts)
+    emit = _pad([scores[i] for i in active], n_tags)
+    if allowed_tags is not None:
+        emit += numpy.where(_pad([allowed_tags[i] for i in active], n_tags, fill=1.0) > 0, 0.0, IMPOSSIBLE)
+    lens = lengths[active]
+    batch, max_len = emit.shape[0], emit.shape[1]
+    trans64 = trans.astype("f8")
+    alpha = numpy.empty((batch, max_len, n_tags), dtype="f8")
+    beta = numpy.empty((batch, max_len, n_tags), dtype="f8")
+    alpha[:, 0] = emit[:, 0] + start
+    for t in range(1, max_len):
+        alpha[:, t] = _logsumexp(alpha[:, t - 1, :, None] + trans64[None], axis=1) + emit[:, t]
+    last = lens - 1
+    rows = numpy.arange(batch)
+    z = _logsumexp(alpha[rows, last] + end[None, :], axis=1)
+    beta[:, max_len - 1] = end
+    for t in range(max_len - 2, -1, -1):
+        beta[:, t] = _logsumexp(trans64[None] + (emit[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
+        ending = last == t
+        beta[ending, t] = end
+    for row, i in enumerate(active):
+        n = lens[row]
+        marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
+        log_z[i] = z[row]
+    if want_pairs:
+        for t in range(1, max_len):
+            inside = lens > t
+            if not inside.any():
+                break
+            pair = (
+                alpha[inside, t - 1, :, None]
+                + trans64[None]
+                + (emit[inside, t] + beta[inside, t])[:, None, :]
+                - z[inside, None, None]
+            )
+            pair_counts += numpy.exp(pair).sum(axis=0)
+    return LatticeResult(log_z, marginals, pair_counts)
+
+
+def crf_loss_and_gradients(
+    scores: Sequence[numpy.ndarray],
+    gold_allowed: Sequence[numpy.ndarray],
+    trans: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> Tuple[float, List[numpy.ndarray], numpy.ndarray]:
+    """Negative log-likelihood of the gold tags under a linear-chain CRF.
+
+    Where gold is missing, gold_allowed lets every tag through, so the loss
+    marginalises over those tokens (partial annotation). Returns the summed
+    loss, d_loss/d_scores per doc and d_loss/d_trans.
+    """
+    clamped = forward_backward(scores, trans, start, end, allowed_tags=gold_allowed)
+    # A doc whose gold cannot be reached under the constraints (log_z of the
+    # clamped lattice near IMPOSSIBLE) is left out rather than given a huge loss.
+    keep = [i for i, z in enumerate(clamped.log_z) if z > IMPOSSIBLE / 2]
+    d_scores = [numpy.zeros_like(s, dtype="f") for s in scores]
+    if len(keep) < len(scores):
+        if not keep:
+            return 0.0, d_scores, numpy.zeros_like(trans, dtype="f")
+        scores = [scores[i] for i in keep]
+        clamped = forward_backward(scores, trans, start, end, allowed_tags=[gold_allowed[i] for i in keep])
+    free = forward_backward(scores, trans, start, end)
+    loss = float((free.log_z - clamped.log_z).sum())
+    for j, i in enumerate(keep):
+        d_scores[i] = free.marginals[j] - clamped.marginals[j]
+    return loss, d_scores, (free.pair_counts - clamped.pair_counts).astype("f")
