@@ -1,0 +1,237 @@
+"""Train our default config and spaCy's built-in `ner` on CoNLL-2003, select on
+dev, score on test, and write the accuracy tables into BENCHMARKS.md.
+
+    python scripts/benchmark_accuracy.py --data ../shared/data/conll2003 \
+        [--seeds 0 1 2] [--time-budget 25] [--jobs 2] [--ablations]
+
+Every F1 is entity-level, scored on the gold CoNLL tokens with whole documents
+in (spacy_rnn_ner.evaluation.evaluate_gold_tokens), for ours and spaCy's alike.
+Runs go to --workdir; a run whose model-best already exists with a results
+file is not trained again (delete the folder to rerun it).
+"""
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import spacy
+from thinc.api import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmark_report import machine_description, replace_section  # noqa: E402
+
+from spacy_rnn_ner.conll import read_conll  # noqa: E402
+from spacy_rnn_ner.evaluation import evaluate_gold_tokens  # noqa: E402
+
+TYPES = ["PER", "LOC", "ORG", "MISC"]
+# Each ablation removes one feature from the default config.
+ABLATIONS = {
+    "no characters": {"components.rnn_tagger.model.embed.char_width": 0},
+    "no Brown clusters": {"components.rnn_tagger.model.embed.use_clusters": False},
+    "sentence context only": {"components.rnn_tagger.model.context": "sentence"},
+    "softmax instead of CRF": {"components.rnn_tagger.model.@architectures": "spacy_rnn_ner.BiLSTMTagger.v1"},
+}
+
+
+def convert_corpus(data: Path, corpus: Path) -> None:
+    """Convert train/dev/test .iob files to .spacy once."""
+    from spacy.tokens import DocBin
+
+    corpus.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        out = corpus / f"{split}.spacy"
+        if not out.exists():
+            docs, stats = read_conll(data / f"{split}.iob")
+            DocBin(docs=docs).to_disk(out)
+            print(stats.format(split), flush=True)
+
+
+def write_config(base: Path, overrides: Dict, out: Path) -> Path:
+    config = Config().from_disk(base, interpolate=False)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config.to_disk(out)
+    return out
+
+
+def spacy_ner_config(out: Path) -> Path:
+    """The config `spacy init config -l en -p ner -o efficiency` writes (no vectors)."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "spacy", "init", "config", str(out), "-l", "en", "-p", "ner", "-o", "efficiency", "--force"],
+            check=True,
+        )
+    return out
+
+
+def train(name: str, config: Path, out: Path, corpus: Path, seed: int, budget_min: float, threads: int, max_steps: int) -> Dict:
+    """Run `spacy train` in a subprocess, stopping it at the time budget; return timing."""
+    result_file = out / "train_run.json"
+    if (out / "model-best").exists() and result_file.exists():
+        return json.loads(result_file.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "spacy", "train", str(config), "-o", str(out),
+        "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+        "--system.seed", str(seed),
+    ]
+    if max_steps:
+        cmd += ["--training.max_steps", str(max_steps)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    with open(out / "train.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=budget_min * 60 if budget_min else None)
+            stopped = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            stopped = True
+    wall = time.time() - start
+    if not (out / "model-best").exists():
+        raise RuntimeError(f"{name}: training wrote no model-best; see {out / 'train.log'}")
+    info = {"name": name, "seed": seed, "wall_s": wall, "stopped_at_budget": stopped, "threads": threads, "returncode": proc.returncode}
+    result_file.write_text(json.dumps(info, indent=2))
+    print(f"trained {name} seed {seed} in {wall / 60:.1f} min{' (time budget)' if stopped else ''}", flush=True)
+    return info
+
+
+def score(out: Path, corpus: Path) -> Dict:
+    scores_file = out / "scores.json"
+    if scores_file.exists():
+        return json.loads(scores_file.read_text())
+    nlp = spacy.load(out / "model-best")
+    result = {split: evaluate_gold_tokens(nlp, corpus / f"{split}.spacy") for split in ("dev", "test")}
+    scores_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def render(runs: List[Dict], args: argparse.Namespace) -> str:
+    ours = [r for r in runs if r["kind"] == "ours"]
+    theirs = [r for r in runs if r["kind"] == "spacy"]
+    ablations = [r for r in runs if r["kind"] == "ablation"]
+    lines = [
+        "## Accuracy on CoNLL-2003 English",
+        "",
+        f"Written by `python scripts/benchmark_accuracy.py` on {time.strftime('%Y-%m-%d')}. Machine: {machine_description()}.",
+        f"Each run had {runs[0]['threads']} torch/BLAS thread(s), {args.jobs} run(s) side by side; "
+        f"time budget per run: {args.time_budget or 'none'} min. Model selection on dev (spaCy's model-best), "
+        "scores on test. Entity-level P/R/F1, exact span and type, scored on the gold CoNLL tokens with whole "
+        "documents in (`spacy_rnn_ner.evaluation.evaluate_gold_tokens`), the same way for both systems.",
+        "",
+        "| system | runs | dev F1 | test P | test R | test F1 | " + " | ".join(f"test {t} F1" for t in TYPES) + " | train time (min) |",
+        "|---|---|---|---|---|---|" + "---|" * len(TYPES) + "---|",
+    ]
+
+    def row(label: str, group: List[Dict]) -> str:
+        def agg(get) -> str:
+            values = [100 * get(r) for r in group]
+            if len(values) == 1:
+                return f"{values[0]:.2f}"
+            return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+        per_type = [agg(lambda r, t=t: r["scores"]["test"]["ents_per_type"].get(t, {}).get("f", 0.0)) for t in TYPES]
+        minutes = statistics.mean(r["train"]["wall_s"] for r in group) / 60
+        return (
+            f"| {label} | {len(group)} | {agg(lambda r: r['scores']['dev']['ents_f'])} | "
+            f"{agg(lambda r: r['scores']['test']['ents_p'])} | {agg(lambda r: r['scores']['test']['ents_r'])} | "
+            f"**{agg(lambda r: r['scores']['test']['ents_f'])}** | " + " | ".join(per_type) + f" | {minutes:.1f} |"
+        )
+
+    if ours:
+        lines.append(row(f"rnn_tagger, `{args.config}` (seeds {', '.join(str(r['seed']) for r in ours)})", ours))
+    if theirs:
+        lines.append(row("spaCy `ner`, efficiency config, no vectors", theirs))
+    lines.append("")
+    lines.append("Mean ± standard deviation over seeds where there is more than one run.")
+    if ours and theirs:
+        gap = statistics.mean(r["scores"]["test"]["ents_f"] for r in ours) - statistics.mean(
+            r["scores"]["test"]["ents_f"] for r in theirs
+        )
+        lines.append(f"Test F1 difference, ours minus spaCy's `ner`: {100 * gap:+.2f} points.")
+    if ablations:
+        base = ours[0] if ours else None
+        lines += [
+            "",
+            "### Ablations (one seed each, each removes one feature from the default config)",
+            "",
+            "| config | dev F1 | test F1 | train time (min) |",
+            "|---|---|---|---|",
+        ]
+        if base:
+            lines.append(
+                f"| default, seed {base['seed']} | {pct(base['scores']['dev']['ents_f'])} | "
+                f"{pct(base['scores']['test']['ents_f'])} | {base['train']['wall_s'] / 60:.1f} |"
+            )
+        for r in ablations:
+            lines.append(
+                f"| {r['name']} | {pct(r['scores']['dev']['ents_f'])} | {pct(r['scores']['test']['ents_f'])} | "
+                f"{r['train']['wall_s'] / 60:.1f} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder with train.iob, dev.iob, test.iob")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus" / "conll03")
+    parser.add_argument("--config", type=Path, default=Path("configs/config.cfg"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--time-budget", type=float, default=0, help="minutes per training run (0: no limit)")
+    parser.add_argument("--max-steps", type=int, default=0, help="override [training] max_steps (0: the config's)")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs side by side")
+    parser.add_argument("--ablations", action="store_true", help="also train one seed with each feature removed")
+    parser.add_argument("--no-spacy", action="store_true", help="skip spaCy's ner")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "training" / "benchmark")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+
+    convert_corpus(args.data, args.corpus)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    config = ROOT / args.config if not args.config.is_absolute() else args.config
+    plan = [("ours", f"seed {s}", config, s) for s in args.seeds]
+    if not args.no_spacy:
+        plan.append(("spacy", "spaCy ner", spacy_ner_config(args.workdir / "spacy_ner.cfg"), args.seeds[0]))
+    if args.ablations:
+        for name, overrides in ABLATIONS.items():
+            cfg = write_config(config, overrides, args.workdir / "configs" / (name.replace(" ", "_") + ".cfg"))
+            plan.append(("ablation", name, cfg, args.seeds[0]))
+
+    def run(item) -> Dict:
+        kind, name, cfg, seed = item
+        out = args.workdir / f"{kind}-{name.replace(' ', '_')}"
+        steps = args.max_steps if kind != "spacy" else 0
+        info = train(name, cfg, out, args.corpus, seed, args.time_budget, threads, steps)
+        return {"kind": kind, "name": name, "seed": seed, "threads": threads, "train": info, "scores": score(out, args.corpus)}
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(run, plan))
+    (args.workdir / "accuracy.json").write_text(json.dumps(runs, indent=2))
+    section = render(runs, args)
+    replace_section(args.output, "accuracy", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""FeatureEmbed (Brown clusters, characters), the CRF architecture and sentence context."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+
+import spacy_rnn_ner.features as features
+from spacy_rnn_ner.features import BrownClusterFeatures, lookup_clusters
+from spacy_rnn_ner.tag_scheme import is_valid_sequence, transition_constraints
+
+from .conftest import SMALL_MODEL, TRAIN_DATA, make_examples, train_tagger
+from .test_model import randomize_output
+
+FEATURE_EMBED = {
+    "@architectures": "spacy_rnn_ner.FeatureEmbed.v1",
+    "width": 32,
+    "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    "rows": [2000, 500, 500, 200],
+    "cluster_rows": 1000,
+    "char_width": 8,
+}
+
+
+def nlp_with(arch="spacy_rnn_ner.BiLSTMCRFTagger.v1", lang="en", **model_overrides):
+    nlp = spacy.blank(lang)
+    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED), **model_overrides)
+    model["@architectures"] = arch
+    nlp.add_pipe("rnn_tagger", config={"model": model})
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def crf_nlp():
+    nlp = nlp_with()
+    train_tagger(nlp, make_examples(nlp))
+    return nlp
+
+
+def test_lookup_clusters_binary_search():
+    keys = numpy.array([3, 10, 42], dtype="uint64")
+    values = numpy.array([7, 8, 9], dtype="uint32")
+    found = lookup_clusters(keys, values, numpy.array([42, 1, 10, 99, 3], dtype="uint64"))
+    assert found.tolist() == [9, 0, 8, 0, 7]
+
+
+def test_cluster_prefixes_group_similar_words():
+    nlp = spacy.blank("en")
+    layer = BrownClusterFeatures([4, 8, 20])
+    docs = [nlp.make_doc("London Berlin Moscow the zzqxv")]
+    layer.initialize(X=docs)
+    feats = layer.predict(docs)[0]
+    london, berlin, moscow, the, unknown = feats.tolist()
+    assert london[:2] == berlin[:2] == moscow[:2]  # share the low 8 bits of the path
+    assert london[2] != berlin[2]  # full paths differ
+    assert london[0] != the[0]
+    assert unknown == [0, 0, 0]
+
+
+def test_missing_cluster_table_warns_and_still_trains():
+    nlp = nlp_with(lang="fi")
+    with pytest.warns(UserWarning, match="No Brown clusters for language 'fi'"):
+        train_tagger(nlp, make_examples(nlp), n_iter=3)
+    assert nlp("Angela Moreau flew to Lyon .") is not None
+
+
+def test_crf_overfits_with_valid_sequences(crf_nlp):
+    tagger = crf_nlp.get_pipe("rnn_tagger")
+    assert tagger.uses_crf
+    assert crf_nlp.evaluate(make_examples(crf_nlp))["ents_f"] == 1.0
+    transitions = tagger.model.get_ref("crf").get_param("T")
+    assert numpy.abs(transitions).max() > 0  # the transition scores were learned
+    constraints = transition_constraints(tagger.tags, tagger.scheme)
+    docs = [crf_nlp.make_doc(t) for t, _ in TRAIN_DATA]
+    for ids in tagger.predict(docs):
+        assert is_valid_sequence(ids.tolist(), *constraints)
+
+
+def test_saved_model_keeps_clusters_without_lookups(crf_nlp, tmp_path, monkeypatch):
+    crf_nlp.to_disk(tmp_path / "p")
+
+    def no_lookups(*args, **kwargs):
+        raise AssertionError("the lookups package must not be needed after training")
+
+    monkeypatch.setattr(features, "_load_cluster_table", no_lookups)
+    loaded = spacy.load(tmp_path / "p")
+    layer = next(n for n in loaded.get_pipe("rnn_tagger").model.walk() if n.name == "brown_clusters")
+    assert len(layer.attrs["keys"]) > 100_000
+    for text, _ in TRAIN_DATA:
+        assert [(e.text, e.label_) for e in loaded(text).ents] == [(e.text, e.label_) for e in crf_nlp(text).ents]
+
+
+def sentence_vs_separate(context):
+    nlp = nlp_with(arch="spacy_rnn_ner.BiLSTMTagger.v1", context=context)
+    nlp.initialize(lambda: make_examples(nlp))
+    model = nlp.get_pipe("rnn_tagger").model
+    randomize_output(model)
+    words1, words2 = ["Ann", "left", "."], ["Bob", "stayed", "in", "Oslo", "."]
+    both = Doc(nlp.vocab, words=words1 + words2, sent_starts=[True, False, False, True, False, False, False, False])
+    joined = model.predict([both])[0]
+    apart = numpy.concatenate(model.predict([Doc(nlp.vocab, words=words1), Doc(nlp.vocab, words=words2)]))
+    return joined, apart
+
+
+def test_sentence_context_restarts_the_lstm_at_sentence_starts():
+    # The embedding sees only each token, so with the LSTM cut at the sentence
+    # start the outputs equal those of the sentences as separate docs...
+    joined, apart = sentence_vs_separate("sentence")
+    numpy.testing.assert_allclose(joined, apart, rtol=1e-5, atol=1e-6)
+    # ...while with document context, each sentence sees the other.
+    joined, apart = sentence_vs_separate("doc")
+    assert not numpy.allclose(joined, apart, atol=1e-4)
+
+
+def test_sentence_context_trains():
+    nlp = nlp_with(context="sentence")
+    train_tagger(nlp, make_examples(nlp))
+    assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
