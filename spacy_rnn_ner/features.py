@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy
 from spacy.ml._character_embed import CharacterEmbed
 from spacy.ml.featureextractor import FeatureExtractor
+from spacy.ml.staticvectors import StaticVectors
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
@@ -92,6 +93,7 @@ def build_feature_embed(
     cluster_rows: int = 5000,
     char_width: int = 16,
     n_chars: int = 8,
+    include_static_vectors: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each token from hashed attributes, Brown clusters and its characters.
 
@@ -104,6 +106,8 @@ def build_feature_embed(
     char_width, n_chars: spaCy's CharacterEmbed over the first and last
         characters of each word (`char_width` dimensions per character);
         char_width = 0 switches the characters off.
+    include_static_vectors: also project the vocab's static word vectors
+        (set [initialize] vectors) to `width` and concatenate them.
     """
     if len(attrs) != len(rows):
         raise ValueError(
@@ -141,6 +145,9 @@ def build_feature_embed(
     if char_width > 0:
         parts.append(chain(CharacterEmbed(nM=char_width, nC=n_chars), list2ragged()))
         concat_width += char_width * n_chars
+    if include_static_vectors:
+        parts.append(StaticVectors(width, dropout=0.0))
+        concat_width += width
     mix = with_array(Maxout(width, concat_width, nP=3, normalize=True, dropout=0.0))
     model: Model[List[Doc], List[Floats2d]] = chain(concatenate(*parts), mix, ragged2list())
     return model
