@@ -3,20 +3,20 @@ per-token tag probabilities, decoded into valid entity spans."""
 import hashlib
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
 from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span
-from spacy.training import Example, biluo_tags_to_spans, validate_examples, validate_get_examples
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
-from .lattice import crf_loss_and_gradients
+from .lattice import crf_loss_and_gradients, forward_backward, span_probabilities
 from .tag_scheme import (
     IMPOSSIBLE,
     ConstrainedDecoder,
@@ -24,7 +24,7 @@ from .tag_scheme import (
     check_scheme,
     make_tags,
     tag_index,
-    tags_to_biluo,
+    tag_spans,
     transition_constraints,
 )
 
@@ -58,6 +58,8 @@ def _default_model_config() -> Dict:
     default_config={
         "model": _default_model_config(),
         "scheme": "BILUO",
+        "spans_key": "rnn_tagger",
+        "threshold": 0.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={
@@ -72,15 +74,31 @@ def make_rnn_tagger(
     name: str,
     model: Model[List[Doc], List[Floats2d]],
     scheme: str,
+    spans_key: str,
+    threshold: float,
     scorer: Optional[Callable],
 ) -> "RNNTagger":
     """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
 
-    model: a thinc model mapping docs to per-token tag probabilities.
+    model: a thinc model mapping docs to per-token tag scores.
     scheme: "BILUO" (default) or "BIO", the tag set the model predicts.
+    spans_key: every predicted entity also goes to doc.spans[spans_key], with
+        its confidence in the group's attrs["scores"].
+    threshold: entities whose confidence is below this stay out of doc.ents
+        (they remain in doc.spans[spans_key]); 0 keeps all.
     scorer: the scoring function; spaCy's ner scorer by default.
     """
-    return RNNTagger(nlp.vocab, model, name, scheme=scheme, scorer=scorer)
+    return RNNTagger(
+        nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, threshold=threshold, scorer=scorer
+    )
+
+
+class DocPrediction(NamedTuple):
+    """What `predict` returns per doc: tag ids, entity spans (start, end, label) and their confidences."""
+
+    tag_ids: Ints1d
+    spans: List[Tuple[int, int, str]]
+    scores: List[float]
 
 
 class RNNTagger(TrainablePipe):
@@ -93,13 +111,22 @@ class RNNTagger(TrainablePipe):
         name: str = "rnn_tagger",
         *,
         scheme: str = "BILUO",
+        spans_key: str = "rnn_tagger",
+        threshold: float = 0.0,
         scorer: Optional[Callable] = None,
     ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"[{name}] threshold must be between 0 and 1, got {threshold}.")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict = {"labels": [], "scheme": check_scheme(scheme)}
+        self.cfg: Dict = {
+            "labels": [],
+            "scheme": check_scheme(scheme),
+            "spans_key": spans_key,
+            "threshold": threshold,
+        }
         self._constraint_cache: Optional[Tuple[Tuple, Tuple]] = None
 
     # -- labels and tags -------------------------------------------------
@@ -176,40 +203,67 @@ class RNNTagger(TrainablePipe):
 
     # -- prediction ------------------------------------------------------
 
-    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
-        """Return the best valid tag-id sequence for each doc."""
+    def predict(self, docs: Iterable[Doc]) -> List[DocPrediction]:
+        """Decode the best valid tag sequence of each doc and score its entities."""
         docs = list(docs)
         self._require_initialized()
         if not any(len(doc) for doc in docs):
-            return [numpy.zeros((0,), dtype="i") for _ in docs]
-        probs = self.model.predict(docs)
-        return self.decode(probs)
+            return [DocPrediction(numpy.zeros((0,), dtype="i"), [], []) for _ in docs]
+        return self.decode(self.model.predict(docs))
 
-    def decode(self, scores: Sequence[Floats2d]) -> List[Ints1d]:
-        """Exact Viterbi decoding of the model's scores under the scheme's constraints.
+    def _lattice(self, scores: Sequence[Floats2d]) -> Tuple[List[numpy.ndarray], numpy.ndarray]:
+        """Per-token lattice scores and the transition matrix (IMPOSSIBLE where forbidden).
 
-        Softmax models: the path score is the sum of the tags' log-probabilities.
-        CRF models: emission scores plus the learned transition scores.
+        Softmax models: tag log-probabilities, transitions only constrained.
+        CRF models: the emission scores and the learned transitions.
+        """
+        allowed, _, _ = self._constraints()
+        if self.uses_crf:
+            lattice = [self.model.ops.to_numpy(s) for s in scores]
+            learned = self._crf_transitions()
+        else:
+            lattice = [numpy.log(numpy.maximum(self.model.ops.to_numpy(p), PROB_FLOOR)) for p in scores]
+            learned = numpy.zeros(allowed.shape, dtype="f")
+        return lattice, numpy.where(allowed, learned, IMPOSSIBLE).astype("f")
+
+    def decode(self, scores: Sequence[Floats2d]) -> List["DocPrediction"]:
+        """Exact Viterbi decoding under the scheme's constraints, plus entity confidences.
+
+        An entity's confidence is its marginal probability under the same
+        constrained lattice (forward-backward): the probability that exactly
+        this span, with this label, is an entity.
         """
         allowed, start, end = self._constraints()
-        if self.uses_crf:
-            decoder = ConstrainedDecoder(allowed, start, end, transitions=self._crf_transitions())
-            return decoder([self.model.ops.to_numpy(s) for s in scores])
-        log_probs = [
-            numpy.log(numpy.maximum(self.model.ops.to_numpy(p), PROB_FLOOR)) for p in scores
-        ]
-        return ConstrainedDecoder(allowed, start, end)(log_probs)
-
-    def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
-        """Write the decoded entities to `doc.ents`; all other tokens become 'O'."""
+        lattice, trans = self._lattice(scores)
+        decoder = ConstrainedDecoder(allowed, start, end, transitions=numpy.where(allowed, trans, 0.0))
+        paths = decoder(lattice)
+        start_s = numpy.where(start, 0.0, IMPOSSIBLE)
+        end_s = numpy.where(end, 0.0, IMPOSSIBLE)
+        marginals = forward_backward(lattice, trans, start_s, end_s, want_pairs=False, keep_tables=True)
         tags = self.tags
-        for doc, ids in zip(docs, tag_ids):
-            doc.set_ents(self._spans(doc, [tags[i] for i in ids]), default="outside")
+        index = tag_index(tags)
+        predictions = []
+        for i, path in enumerate(paths):
+            spans = tag_spans([tags[t] for t in path], self.scheme)
+            continue_tag = None
+            if self.scheme == "BIO":
+                continue_tag = [index[f"I-{label}"] for _, _, label in spans]
+            probs = span_probabilities(
+                marginals, i, lattice[i], trans, end_s, path, [(a, b) for a, b, _ in spans], continue_tag
+            )
+            predictions.append(DocPrediction(path, spans, probs))
+        return predictions
 
-    def _spans(self, doc: Doc, doc_tags: List[str]) -> List[Span]:
-        if not doc_tags:
-            return []
-        return list(biluo_tags_to_spans(doc, tags_to_biluo(doc_tags, self.scheme)))
+    def set_annotations(self, docs: Iterable[Doc], predictions: Sequence["DocPrediction"]) -> None:
+        """Write entities at or above the threshold to doc.ents (other tokens become 'O'),
+        and every predicted entity with its confidence to doc.spans[spans_key]."""
+        key, threshold = self.cfg["spans_key"], self.cfg["threshold"]
+        for doc, pred in zip(docs, predictions):
+            spans = [Span(doc, a, b, label=label) for a, b, label in pred.spans]
+            group = SpanGroup(doc, name=key, spans=spans)
+            group.attrs["scores"] = numpy.asarray(pred.scores, dtype="f")
+            doc.spans[key] = group
+            doc.set_ents([s for s, p in zip(spans, pred.scores) if p >= threshold], default="outside")
 
     # -- training --------------------------------------------------------
 

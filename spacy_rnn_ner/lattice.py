@@ -34,6 +34,9 @@ class LatticeResult:
         self.log_z = log_z
         self.marginals = marginals
         self.pair_counts = pair_counts
+        # Per doc, the forward and backward log-scores (n_tokens, n_tags), when kept.
+        self.alpha: List[numpy.ndarray] = []
+        self.beta: List[numpy.ndarray] = []
 
 
 def forward_backward(
@@ -43,6 +46,7 @@ def forward_backward(
     end: numpy.ndarray,
     allowed_tags: Optional[Sequence[numpy.ndarray]] = None,
     want_pairs: bool = True,
+    keep_tables: bool = False,
 ) -> LatticeResult:
     """Sum over all valid tag sequences of each doc (optionally restricted per token).
 
@@ -77,10 +81,17 @@ def forward_backward(
         beta[:, t] = _logsumexp(trans64[None] + (emit[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
         ending = last == t
         beta[ending, t] = end
+    result = LatticeResult(log_z, marginals, pair_counts)
+    if keep_tables:
+        result.alpha = [numpy.zeros((0, n_tags)) for _ in scores]
+        result.beta = [numpy.zeros((0, n_tags)) for _ in scores]
     for row, i in enumerate(active):
         n = lens[row]
         marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
         log_z[i] = z[row]
+        if keep_tables:
+            result.alpha[i] = alpha[row, :n]
+            result.beta[i] = beta[row, :n]
     if want_pairs:
         for t in range(1, max_len):
             inside = lens > t
@@ -93,7 +104,46 @@ def forward_backward(
                 - z[inside, None, None]
             )
             pair_counts += numpy.exp(pair).sum(axis=0)
-    return LatticeResult(log_z, marginals, pair_counts)
+    return result
+
+
+def span_probabilities(
+    result: LatticeResult,
+    doc_index: int,
+    scores: numpy.ndarray,
+    trans: numpy.ndarray,
+    end: numpy.ndarray,
+    tag_ids: Sequence[int],
+    spans: Sequence[Tuple[int, int]],
+    continue_tag: Optional[Sequence[int]] = None,
+) -> List[float]:
+    """The probability of each span having exactly the tags `tag_ids` gives it.
+
+    For a span [i, j) this sums the lattice over all sequences that agree with
+    tag_ids on tokens i..j-1: alpha at i, the fixed path inside, beta at j-1.
+    continue_tag (BIO only): per span, the tag that would extend it past j
+    (I-X), which the next token must not take for the span to end at j.
+    """
+    alpha, beta, log_z = result.alpha[doc_index], result.beta[doc_index], result.log_z[doc_index]
+    n = len(scores)
+    probs = []
+    for k, (i, j) in enumerate(spans):
+        path = tag_ids[i:j]
+        log_p = alpha[i, path[0]]
+        for t in range(i + 1, j):
+            log_p += trans[path[t - i - 1], path[t - i]] + scores[t, path[t - i]]
+        last = path[-1]
+        if continue_tag is None or continue_tag[k] is None:
+            log_p += beta[j - 1, last]
+        elif j == n:
+            log_p += end[last]
+        else:
+            nxt = trans[last] + scores[j] + beta[j]
+            nxt = numpy.delete(nxt, continue_tag[k])
+            top = nxt.max()
+            log_p += top + numpy.log(numpy.exp(nxt - top).sum())
+        probs.append(float(min(1.0, numpy.exp(log_p - log_z))))
+    return probs
 
 
 def crf_loss_and_gradients(

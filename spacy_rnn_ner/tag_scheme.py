@@ -222,3 +222,19 @@ class ConstrainedDecoder:
 def tag_index(tags: Sequence[str]) -> Dict[str, int]:
     """Map each tag to its column in the model's output."""
     return {tag: i for i, tag in enumerate(tags)}
+
+
+def tag_spans(tags: Sequence[str], scheme: str) -> List[Tuple[int, int, str]]:
+    """Entity spans (start, end exclusive, label) of a valid tag sequence."""
+    spans: List[Tuple[int, int, str]] = []
+    begin = None
+    for i, tag in enumerate(tags_to_biluo(tags, scheme)):
+        prefix, label = split_tag(tag)
+        if prefix == "U":
+            spans.append((i, i + 1, label))
+        elif prefix == "B":
+            begin = i
+        elif prefix == "L" and begin is not None:
+            spans.append((begin, i + 1, label))
+            begin = None
+    return spans

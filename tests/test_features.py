@@ -71,8 +71,8 @@ def test_crf_overfits_with_valid_sequences(crf_nlp):
     assert numpy.abs(transitions).max() > 0  # the transition scores were learned
     constraints = transition_constraints(tagger.tags, tagger.scheme)
     docs = [crf_nlp.make_doc(t) for t, _ in TRAIN_DATA]
-    for ids in tagger.predict(docs):
-        assert is_valid_sequence(ids.tolist(), *constraints)
+    for pred in tagger.predict(docs):
+        assert is_valid_sequence(pred.tag_ids.tolist(), *constraints)
 
 
 def test_saved_model_keeps_clusters_without_lookups(crf_nlp, tmp_path, monkeypatch):
