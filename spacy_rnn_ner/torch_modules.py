@@ -1,7 +1,25 @@
 """The PyTorch modules our thinc layers wrap."""
+import os
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def _single_thread_after_fork() -> None:
+    """In a forked child, run torch on one thread.
+
+    `nlp.pipe(texts, n_process=N)` forks worker processes. If the parent had
+    already used torch's OpenMP thread pool, the first parallel region in the
+    child hangs for ever (GUIDE trap 9; measured here: n_process=2 never
+    returned). One thread per worker avoids it, and with N workers on N cores
+    it is the right setting anyway.
+    """
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 class PackedBiLSTM(nn.Module):
