@@ -60,6 +60,7 @@ def _default_model_config() -> Dict:
         "scheme": "BILUO",
         "spans_key": "rnn_tagger",
         "threshold": 0.0,
+        "temperature": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={
@@ -76,6 +77,7 @@ def make_rnn_tagger(
     scheme: str,
     spans_key: str,
     threshold: float,
+    temperature: float,
     scorer: Optional[Callable],
 ) -> "RNNTagger":
     """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
@@ -86,10 +88,20 @@ def make_rnn_tagger(
         its confidence in the group's attrs["scores"].
     threshold: entities whose confidence is below this stay out of doc.ents
         (they remain in doc.spans[spans_key]); 0 keeps all.
+    temperature: divides the lattice scores before the confidences are
+        computed (calibration; `scripts/report.py --fit-temperature` fits it).
+        It does not change which entities are predicted.
     scorer: the scoring function; spaCy's ner scorer by default.
     """
     return RNNTagger(
-        nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, threshold=threshold, scorer=scorer
+        nlp.vocab,
+        model,
+        name,
+        scheme=scheme,
+        spans_key=spans_key,
+        threshold=threshold,
+        temperature=temperature,
+        scorer=scorer,
     )
 
 
@@ -113,10 +125,13 @@ class RNNTagger(TrainablePipe):
         scheme: str = "BILUO",
         spans_key: str = "rnn_tagger",
         threshold: float = 0.0,
+        temperature: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"[{name}] threshold must be between 0 and 1, got {threshold}.")
+        if temperature <= 0:
+            raise ValueError(f"[{name}] temperature must be positive, got {temperature}.")
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -126,6 +141,7 @@ class RNNTagger(TrainablePipe):
             "scheme": check_scheme(scheme),
             "spans_key": spans_key,
             "threshold": threshold,
+            "temperature": temperature,
         }
         self._constraint_cache: Optional[Tuple[Tuple, Tuple]] = None
 
@@ -239,6 +255,10 @@ class RNNTagger(TrainablePipe):
         paths = decoder(lattice)
         start_s = numpy.where(start, 0.0, IMPOSSIBLE)
         end_s = numpy.where(end, 0.0, IMPOSSIBLE)
+        temperature = float(self.cfg.get("temperature", 1.0))
+        if temperature != 1.0:
+            lattice = [s / temperature for s in lattice]
+            trans = trans / temperature
         marginals = forward_backward(lattice, trans, start_s, end_s, want_pairs=False, keep_tables=True)
         tags = self.tags
         index = tag_index(tags)

@@ -22,7 +22,7 @@ def test_project_has_the_expected_shape(project):
     for key in ("title", "description", "vars", "directories", "assets", "commands", "workflows"):
         assert project.get(key), key
     assert set(project["workflows"]) >= {"all", "conll03"}
-    assert project["workflows"]["all"] == ["convert-demo", "train-demo", "evaluate-demo", "package-demo"]
+    assert project["workflows"]["all"] == ["convert-demo", "train-demo", "evaluate-demo", "report-demo", "package-demo"]
 
 
 def test_workflows_name_existing_commands(project):
@@ -60,6 +60,7 @@ def test_demo_workflow_and_package_install(tmp_path):
     sdists = list((work / "packages").glob("*/dist/*.tar.gz"))
     assert len(sdists) == 1
     assert (work / "metrics" / "demo-displacy" / "entities.html").exists()
+    assert (work / "metrics" / "demo-report" / "report.html").exists()
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
     venv = tmp_path / "venv"
