@@ -76,7 +76,7 @@ def _cluster_forward(model: Model, docs: List[Doc], is_train: bool):
     masks = numpy.array([(1 << k) - 1 for k in model.attrs["prefix_lengths"]], dtype="uint64")
     output = []
     for doc in docs:
-        orths = numpy.fromiter((token.orth for token in doc), dtype="uint64", count=len(doc))
+        orths = doc.to_array("ORTH").astype("uint64") if len(doc) else numpy.zeros((0,), dtype="uint64")
         clusters = lookup_clusters(keys, values, orths).astype("uint64")
         feats = clusters[:, None] & masks[None, :]
         output.append(model.ops.asarray2i(feats.astype("uint64"), dtype="uint64"))

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
-from .tag_scheme import IMPOSSIBLE
+from .tag_scheme import IMPOSSIBLE, length_groups
 
 
 def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
@@ -55,17 +55,37 @@ def forward_backward(
     Empty docs get log_z 0 and empty marginals.
     """
     n_tags = trans.shape[0]
-    lengths = numpy.array([len(s) for s in scores], dtype="i")
-    marginals: List[numpy.ndarray] = [numpy.zeros((n, n_tags), dtype="f") for n in lengths]
-    log_z = numpy.zeros(len(scores), dtype="f8")
-    pair_counts = numpy.zeros((n_tags, n_tags), dtype="f8")
-    active = [i for i, n in enumerate(lengths) if n > 0]
-    if not active:
-        return LatticeResult(log_z, marginals, pair_counts)
-    emit = _pad([scores[i] for i in active], n_tags)
+    lengths = [len(s) for s in scores]
+    result = LatticeResult(
+        numpy.zeros(len(scores), dtype="f8"),
+        [numpy.zeros((n, n_tags), dtype="f") for n in lengths],
+        numpy.zeros((n_tags, n_tags), dtype="f8"),
+    )
+    if keep_tables:
+        result.alpha = [numpy.zeros((0, n_tags)) for _ in scores]
+        result.beta = [numpy.zeros((0, n_tags)) for _ in scores]
+    for group in length_groups(lengths):
+        _forward_backward_group(scores, trans, start, end, allowed_tags, want_pairs, keep_tables, group, result)
+    return result
+
+
+def _forward_backward_group(
+    scores: Sequence[numpy.ndarray],
+    trans: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+    allowed_tags: Optional[Sequence[numpy.ndarray]],
+    want_pairs: bool,
+    keep_tables: bool,
+    group: List[int],
+    result: LatticeResult,
+) -> None:
+    """Forward-backward over the docs in `group` (all non-empty), padded together."""
+    n_tags = trans.shape[0]
+    emit = _pad([scores[i] for i in group], n_tags)
     if allowed_tags is not None:
-        emit += numpy.where(_pad([allowed_tags[i] for i in active], n_tags, fill=1.0) > 0, 0.0, IMPOSSIBLE)
-    lens = lengths[active]
+        emit += numpy.where(_pad([allowed_tags[i] for i in group], n_tags, fill=1.0) > 0, 0.0, IMPOSSIBLE)
+    lens = numpy.array([len(scores[i]) for i in group])
     batch, max_len = emit.shape[0], emit.shape[1]
     trans64 = trans.astype("f8")
     alpha = numpy.empty((batch, max_len, n_tags), dtype="f8")
@@ -81,14 +101,10 @@ def forward_backward(
         beta[:, t] = _logsumexp(trans64[None] + (emit[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
         ending = last == t
         beta[ending, t] = end
-    result = LatticeResult(log_z, marginals, pair_counts)
-    if keep_tables:
-        result.alpha = [numpy.zeros((0, n_tags)) for _ in scores]
-        result.beta = [numpy.zeros((0, n_tags)) for _ in scores]
-    for row, i in enumerate(active):
+    for row, i in enumerate(group):
         n = lens[row]
-        marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
-        log_z[i] = z[row]
+        result.marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
+        result.log_z[i] = z[row]
         if keep_tables:
             result.alpha[i] = alpha[row, :n]
             result.beta[i] = beta[row, :n]
@@ -103,8 +119,7 @@ def forward_backward(
                 + (emit[inside, t] + beta[inside, t])[:, None, :]
                 - z[inside, None, None]
             )
-            pair_counts += numpy.exp(pair).sum(axis=0)
-    return result
+            result.pair_counts += numpy.exp(pair).sum(axis=0)
 
 
 def span_probabilities(

@@ -136,6 +136,23 @@ def is_valid_sequence(
     return all(allowed[a, b] for a, b in zip(tag_ids[:-1], tag_ids[1:]))
 
 
+def length_groups(lengths: Sequence[int]) -> List[List[int]]:
+    """Indices of the non-empty sequences, grouped by similar length.
+
+    Batched dynamic programs pad every sequence to the longest in its group;
+    grouping keeps one long doc from making every short doc in the batch pay
+    for its padding (no group's longest member is more than about twice its
+    shortest).
+    """
+    active = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    for i in active:
+        if not groups or lengths[i] > 2 * lengths[groups[-1][0]] + 8:
+            groups.append([])
+        groups[-1].append(i)
+    return groups
+
+
 class ConstrainedDecoder:
     """Exact Viterbi search for the best valid tag sequence.
 
@@ -162,19 +179,8 @@ class ConstrainedDecoder:
         """Decode a batch of (n_tokens, n_tags) log-score arrays into tag-id arrays."""
         lengths = numpy.array([len(s) for s in scores], dtype="i")
         results: List[numpy.ndarray] = [numpy.zeros(0, dtype="i") for _ in scores]
-        active = [i for i, n in enumerate(lengths) if n > 0]
-        if not active:
-            return results
-        # Decode docs of similar length together, so that a single long doc does
-        # not make every short doc in the batch pay for its padding.
-        active.sort(key=lambda i: lengths[i])
-        group: List[int] = []
-        for i in active:
-            if group and lengths[i] > 2 * lengths[group[0]] + 8:
-                self._decode_group(scores, lengths, group, results)
-                group = []
-            group.append(i)
-        self._decode_group(scores, lengths, group, results)
+        for group in length_groups(lengths):
+            self._decode_group(scores, lengths, group, results)
         return results
 
     def _decode_group(
