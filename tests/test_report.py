@@ -6,11 +6,8 @@ from pathlib import Path
 
 import numpy
 import pytest
-from spacy.tokens import DocBin
 
 from spacy_rnn_ner.report import calibration, confusion, threshold_curve
-
-from .conftest import TRAIN_DATA, make_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +38,12 @@ def test_confusion_counts_missed_spurious_and_wrong_type(trained_nlp):
     assert confusion([(predicted, gold)])[("PER", "(missed)")] == 2
 
 
-def test_report_script_writes_its_files(trained_nlp, tmp_path):
+def test_report_script_writes_its_files_on_the_demo_data(trained_nlp, tmp_path):
     trained_nlp.to_disk(tmp_path / "model")
-    docs = [eg.reference for eg in make_examples(trained_nlp, TRAIN_DATA)]
-    DocBin(docs=docs).to_disk(tmp_path / "dev.spacy")
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "convert.py"), str(ROOT / "assets" / "demo" / "dev.iob"), str(tmp_path / "dev.spacy")],
+        check=True, capture_output=True,
+    )
     result = subprocess.run(
         [
             sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path / "model"), str(tmp_path / "dev.spacy"),
@@ -58,6 +57,6 @@ def test_report_script_writes_its_files(trained_nlp, tmp_path):
         assert section in page
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert 0.0 <= summary["calibration"]["ece"] <= 1.0
-    assert summary["scores"]["ents_f"] == 1.0
+    assert 0.0 < summary["scores"]["ents_f"] <= 1.0
     assert len(summary["threshold_curve"]) == 10
     assert "Entity confidence on" in (tmp_path / "B.md").read_text()
