@@ -134,7 +134,7 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         "## Accuracy on CoNLL-2003 English",
         "",
         f"Written by `python scripts/benchmark_accuracy.py` on {time.strftime('%Y-%m-%d')}. Machine: {machine_description()}.",
-        f"Each run had {runs[0]['threads']} torch/BLAS thread(s), {args.jobs} run(s) side by side; "
+        f"Each run had {runs[0]['threads']} torch/BLAS thread(s), with another training run beside it on the 2 cores; "
         f"time budget per run: {args.time_budget or 'none'} min. Model selection on dev (spaCy's model-best), "
         "scores on test. Entity-level P/R/F1, exact span and type, scored on the gold CoNLL tokens with whole "
         "documents in (`spacy_rnn_ner.evaluation.evaluate_gold_tokens`), the same way for both systems.",
@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=0, help="minutes per training run (0: no limit)")
     parser.add_argument("--max-steps", type=int, default=0, help="override [training] max_steps (0: the config's)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs side by side")
+    parser.add_argument("--threads", type=int, default=0, help="torch/BLAS threads per run (0: cores / jobs)")
     parser.add_argument("--ablations", action="store_true", help="also train one seed with each feature removed")
     parser.add_argument("--no-spacy", action="store_true", help="skip spaCy's ner")
     parser.add_argument("--workdir", type=Path, default=ROOT / "training" / "benchmark")
@@ -208,7 +209,7 @@ def main() -> None:
     args = parser.parse_args()
 
     convert_corpus(args.data, args.corpus)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     config = ROOT / args.config if not args.config.is_absolute() else args.config
     plan = [("ours", f"seed {s}", config, s) for s in args.seeds]
     if not args.no_spacy:

@@ -25,7 +25,7 @@ def create_gold_token_corpus(
 
 
 class GoldTokenCorpus:
-    """Iterate Examples (predicted = gold tokens, no annotation; reference = gold doc)."""
+    """Iterate Examples (predicted = gold tokens and sentence starts, no entities; reference = gold doc)."""
 
     def __init__(self, path: Union[str, Path], *, limit: int = 0, shuffle: bool = False) -> None:
         self.path = Path(path)
@@ -46,4 +46,9 @@ class GoldTokenCorpus:
         for reference in docs:
             words = [token.text for token in reference]
             spaces = [bool(token.whitespace_) for token in reference]
-            yield Example(Doc(nlp.vocab, words=words, spaces=spaces), reference)
+            # Gold sentence boundaries come with the gold tokens (CoNLL gives
+            # both); the model's "sentence" context needs them.
+            sent_starts = None
+            if reference.has_annotation("SENT_START"):
+                sent_starts = [bool(token.is_sent_start) for token in reference]
+            yield Example(Doc(nlp.vocab, words=words, spaces=spaces, sent_starts=sent_starts), reference)

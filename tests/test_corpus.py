@@ -1,0 +1,24 @@
+"""The gold-token corpus reader keeps tokens, documents and sentence starts."""
+from spacy.tokens import Doc, DocBin
+import spacy
+import pytest
+
+from spacy_rnn_ner.corpus import GoldTokenCorpus
+
+
+def test_reader_keeps_gold_tokens_sentences_and_no_entities(tmp_path):
+    nlp = spacy.blank("en")
+    words = ["U.S.", "Open", "starts", ".", "Tomas", "Berg", "won", "."]
+    gold = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, False, True, False, False, False],
+               ents=["B-MISC", "I-MISC", "O", "O", "B-PER", "I-PER", "O", "O"])
+    DocBin(docs=[gold]).to_disk(tmp_path / "c.spacy")
+    (eg,) = list(GoldTokenCorpus(tmp_path / "c.spacy")(nlp))
+    assert [t.text for t in eg.predicted] == words
+    assert [s.start for s in eg.predicted.sents] == [0, 4]
+    assert not eg.predicted.ents and not eg.predicted.has_annotation("ENT_IOB")
+    assert [(e.text, e.label_) for e in eg.reference.ents] == [("U.S. Open", "MISC"), ("Tomas Berg", "PER")]
+
+
+def test_missing_corpus_file_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="Corpus file not found.*convert"):
+        list(GoldTokenCorpus(tmp_path / "nope.spacy")(spacy.blank("en")))
