@@ -15,6 +15,7 @@ from .tag_scheme import IMPOSSIBLE, length_groups
 
 def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
     top = x.max(axis=axis, keepdims=True)
+    top = numpy.where(numpy.isfinite(top), top, 0.0)  # rows that are all -inf stay -inf, not NaN
     return (top + numpy.log(numpy.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
@@ -88,19 +89,10 @@ def _forward_backward_group(
     lens = numpy.array([len(scores[i]) for i in group])
     batch, max_len = emit.shape[0], emit.shape[1]
     trans64 = trans.astype("f8")
-    alpha = numpy.empty((batch, max_len, n_tags), dtype="f8")
-    beta = numpy.empty((batch, max_len, n_tags), dtype="f8")
-    alpha[:, 0] = emit[:, 0] + start
-    for t in range(1, max_len):
-        alpha[:, t] = _logsumexp(alpha[:, t - 1, :, None] + trans64[None], axis=1) + emit[:, t]
     last = lens - 1
     rows = numpy.arange(batch)
+    alpha, beta = _scaled_recursions(emit, trans64, start, end, last)
     z = _logsumexp(alpha[rows, last] + end[None, :], axis=1)
-    beta[:, max_len - 1] = end
-    for t in range(max_len - 2, -1, -1):
-        beta[:, t] = _logsumexp(trans64[None] + (emit[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
-        ending = last == t
-        beta[ending, t] = end
     for row, i in enumerate(group):
         n = lens[row]
         result.marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
@@ -120,6 +112,47 @@ def _forward_backward_group(
                 - z[inside, None, None]
             )
             result.pair_counts += numpy.exp(pair).sum(axis=0)
+
+
+def _scaled_recursions(
+    emit: numpy.ndarray, trans: numpy.ndarray, start: numpy.ndarray, end: numpy.ndarray, last: numpy.ndarray
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Log forward and backward tables, computed in probability space with
+    per-step rescaling (one small matrix product per position) rather than a
+    log-sum-exp per position: the same values, several times fewer numpy calls,
+    which is what per-sentence latency is made of."""
+    batch, max_len, n_tags = emit.shape
+    trans_p = numpy.exp(trans)  # forbidden transitions become exactly 0
+    top = emit.max(axis=2)
+    prob = numpy.exp(emit - top[:, :, None])
+    log_alpha = numpy.empty_like(emit)
+    log_beta = numpy.empty_like(emit)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        a = prob[:, 0] * numpy.exp(start)[None, :]
+        acc = numpy.zeros(batch)
+        for t in range(max_len):
+            if t > 0:
+                a = (a @ trans_p) * prob[:, t]
+            scale = a.sum(axis=1)
+            scale = numpy.where(scale > 0, scale, 1e-300)
+            a /= scale[:, None]
+            acc += numpy.log(scale) + top[:, t]
+            log_alpha[:, t] = numpy.log(a) + acc[:, None]
+        end_p = numpy.exp(end)
+        b = numpy.repeat(end_p[None, :], batch, axis=0)
+        acc = numpy.zeros(batch)
+        log_beta[:, max_len - 1] = numpy.log(b)
+        for t in range(max_len - 2, -1, -1):
+            b = (prob[:, t + 1] * b) @ trans_p.T
+            scale = b.sum(axis=1)
+            scale = numpy.where(scale > 0, scale, 1e-300)
+            b /= scale[:, None]
+            acc += numpy.log(scale) + top[:, t + 1]
+            ending = last == t
+            b[ending] = end_p
+            acc[ending] = 0.0
+            log_beta[:, t] = numpy.log(b) + acc[:, None]
+    return log_alpha, log_beta
 
 
 def span_probabilities(

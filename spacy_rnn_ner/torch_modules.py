@@ -67,6 +67,11 @@ class PackedBiLSTM(nn.Module):
             # Keep the graph connected so a backward pass over an all-empty batch is a no-op.
             return out + X.sum() * 0.0 if X.requires_grad else out
         if n_nonempty == batch:
+            if bool((lengths == max_len).all()):
+                # No padding at all (e.g. a single doc): packing would change
+                # nothing, so skip its cost, which dominates for short texts.
+                Y, _ = self.lstm(self.input_dropout(X))
+                return self.output_dropout(Y)
             return self._run(X, lengths, max_len)
         index = nonempty.nonzero().squeeze(1)
         Y = self._run(X[index.to(X.device)], lengths[index], max_len)
