@@ -16,7 +16,8 @@ from .tag_scheme import IMPOSSIBLE, length_groups
 def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
     top = x.max(axis=axis, keepdims=True)
     top = numpy.where(numpy.isfinite(top), top, 0.0)  # rows that are all -inf stay -inf, not NaN
-    return (top + numpy.log(numpy.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+    with numpy.errstate(divide="ignore"):
+        return (top + numpy.log(numpy.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def _pad(arrays: Sequence[numpy.ndarray], n_tags: int, fill: float = 0.0) -> numpy.ndarray:
@@ -95,14 +96,15 @@ def _forward_backward_group(
     z = _logsumexp(alpha[rows, last] + end[None, :], axis=1)
     for row, i in enumerate(group):
         n = lens[row]
-        result.marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
+        if numpy.isfinite(z[row]):  # else no valid sequence: marginals stay 0
+            result.marginals[i] = numpy.exp(alpha[row, :n] + beta[row, :n] - z[row]).astype("f")
         result.log_z[i] = z[row]
         if keep_tables:
             result.alpha[i] = alpha[row, :n]
             result.beta[i] = beta[row, :n]
     if want_pairs:
         for t in range(1, max_len):
-            inside = lens > t
+            inside = (lens > t) & numpy.isfinite(z)
             if not inside.any():
                 break
             pair = (
