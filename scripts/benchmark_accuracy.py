@@ -126,6 +126,10 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def budget_mark(stopped) -> str:
+    return "*" if stopped else ""
+
+
 def render(runs: List[Dict], args: argparse.Namespace) -> str:
     ours = [r for r in runs if r["kind"] == "ours"]
     theirs = [r for r in runs if r["kind"] == "spacy"]
@@ -152,10 +156,11 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
 
         per_type = [agg(lambda r, t=t: r["scores"]["test"]["ents_per_type"].get(t, {}).get("f", 0.0)) for t in TYPES]
         minutes = statistics.mean(r["train"]["wall_s"] for r in group) / 60
+        stopped = sum(bool(r["train"].get("stopped_at_budget")) for r in group)
         return (
             f"| {label} | {len(group)} | {agg(lambda r: r['scores']['dev']['ents_f'])} | "
             f"{agg(lambda r: r['scores']['test']['ents_p'])} | {agg(lambda r: r['scores']['test']['ents_r'])} | "
-            f"**{agg(lambda r: r['scores']['test']['ents_f'])}** | " + " | ".join(per_type) + f" | {minutes:.1f} |"
+            f"**{agg(lambda r: r['scores']['test']['ents_f'])}** | " + " | ".join(per_type) + f" | {minutes:.1f}{budget_mark(stopped)} |"
         )
 
     if ours:
@@ -163,7 +168,11 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
     if theirs:
         lines.append(row("spaCy `ner`, efficiency config, no vectors", theirs))
     lines.append("")
-    lines.append("Mean ± standard deviation over seeds where there is more than one run.")
+    lines.append(
+        "Mean ± standard deviation over seeds where there is more than one run. "
+        "A train time marked * was cut by the time budget (model-best is the best dev score reached by then); "
+        "the others stopped by their config's patience or max_steps."
+    )
     if ours and theirs:
         gap = statistics.mean(r["scores"]["test"]["ents_f"] for r in ours) - statistics.mean(
             r["scores"]["test"]["ents_f"] for r in theirs
@@ -181,12 +190,13 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         if base:
             lines.append(
                 f"| default, seed {base['seed']} | {pct(base['scores']['dev']['ents_f'])} | "
-                f"{pct(base['scores']['test']['ents_f'])} | {base['train']['wall_s'] / 60:.1f} |"
+                f"{pct(base['scores']['test']['ents_f'])} | {base['train']['wall_s'] / 60:.1f}"
+                f"{budget_mark(base['train'].get('stopped_at_budget'))} |"
             )
         for r in ablations:
             lines.append(
                 f"| {r['name']} | {pct(r['scores']['dev']['ents_f'])} | {pct(r['scores']['test']['ents_f'])} | "
-                f"{r['train']['wall_s'] / 60:.1f} |"
+                f"{r['train']['wall_s'] / 60:.1f}{budget_mark(r['train'].get('stopped_at_budget'))} |"
             )
     lines.append("")
     return "\n".join(lines)
