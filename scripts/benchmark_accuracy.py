@@ -12,7 +12,6 @@ file is not trained again (delete the folder to rerun it).
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import spacy
 from thinc.api import Config

@@ -85,7 +85,6 @@ def measure_inference(model: str, data: Path, reps: int, n_process: int, latency
 
 def measure_training(config: str, train: Path, seconds: float) -> Dict:
     """Runs inside a subprocess: words per second of nlp.update with a config."""
-    import spacy
     from spacy.training import Example
     from spacy.tokens import DocBin
     from spacy.util import load_model_from_config, minibatch
