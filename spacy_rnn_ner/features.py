@@ -7,6 +7,7 @@ import numpy
 from spacy.ml._character_embed import CharacterEmbed
 from spacy.ml.featureextractor import FeatureExtractor
 from spacy.ml.staticvectors import StaticVectors
+from spacy.strings import get_string_id
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
@@ -35,8 +36,13 @@ def _load_cluster_table(lang: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
     return keys[order], values[order]
 
 
-def BrownClusterFeatures(prefix_lengths: Sequence[int]) -> Model[List[Doc], List[Ints2d]]:
+def BrownClusterFeatures(prefix_lengths: Sequence[int], case_fallback: bool = False) -> Model[List[Doc], List[Ints2d]]:
     """One column per prefix length k: the first k bits of the word's Brown path.
+
+    With case_fallback, an all-caps word ("JAPAN", common in news headlines)
+    takes the cluster of its title-case form where the table has one (the
+    clusters put most all-caps words in one generic cluster), and a word
+    missing from the table tries its title-case, then lower-case form.
 
     The table is loaded from spacy-lookups-data at initialization and kept in
     the layer's attrs, which thinc serializes with the model: a trained
@@ -49,6 +55,7 @@ def BrownClusterFeatures(prefix_lengths: Sequence[int]) -> Model[List[Doc], List
         init=_cluster_init,
         attrs={
             "prefix_lengths": list(prefix_lengths),
+            "case_fallback": case_fallback,
             "keys": numpy.zeros((0,), dtype="uint64"),
             "values": numpy.zeros((0,), dtype="uint32"),
         },
@@ -71,6 +78,28 @@ def lookup_clusters(keys: numpy.ndarray, values: numpy.ndarray, orths: numpy.nda
     return numpy.where(keys[pos] == orths, values[pos], 0).astype("uint32")
 
 
+def _case_fallback(doc: Doc, clusters: numpy.ndarray, keys: numpy.ndarray, values: numpy.ndarray) -> numpy.ndarray:
+    """Clusters of title- or lower-case forms for all-caps words and words the table lacks."""
+    texts = [token.text for token in doc]
+    todo = [i for i, (text, c) in enumerate(zip(texts, clusters)) if c == 0 or (len(text) > 1 and text.isupper())]
+    if not todo:
+        return clusters
+    clusters = clusters.copy()
+    for variant in (str.title, str.lower):
+        forms = numpy.array([get_string_id(variant(texts[i])) for i in todo], dtype="uint64")
+        found = lookup_clusters(keys, values, forms)
+        keep = []
+        for i, c in zip(todo, found):
+            if c:
+                clusters[i] = c
+            else:
+                keep.append(i)
+        todo = keep
+        if not todo:
+            break
+    return clusters
+
+
 def _cluster_forward(model: Model, docs: List[Doc], is_train: bool):
     keys, values = model.attrs["keys"], model.attrs["values"]
     masks = numpy.array([(1 << k) - 1 for k in model.attrs["prefix_lengths"]], dtype="uint64")
@@ -78,9 +107,32 @@ def _cluster_forward(model: Model, docs: List[Doc], is_train: bool):
     for doc in docs:
         orths = doc.to_array("ORTH").astype("uint64") if len(doc) else numpy.zeros((0,), dtype="uint64")
         clusters = lookup_clusters(keys, values, orths).astype("uint64")
+        if model.attrs.get("case_fallback") and len(keys):
+            clusters = _case_fallback(doc, clusters, keys, values)
         feats = clusters[:, None] & masks[None, :]
         output.append(model.ops.asarray2i(feats.astype("uint64"), dtype="uint64"))
     return output, lambda d_output: []
+
+
+def TokenDropout(rate: float) -> Model[Floats2d, Floats2d]:
+    """Zero a whole row (one token's vector) with probability `rate` in training.
+
+    Applied to the word-identity embedding, this is the classic "word
+    dropout" / UNK replacement of BiLSTM taggers: the model learns to tag a
+    word from its shape, affixes, clusters and characters when it cannot rely
+    on having seen the word, which is the case for most test-set entities.
+    The attr is not called dropout_rate, so spaCy's [training] dropout
+    leaves it alone. No rescaling: a dropped row stands for "unknown word".
+    """
+    return Model("token_dropout", _token_dropout_forward, attrs={"token_dropout": rate})
+
+
+def _token_dropout_forward(model: Model, X: Floats2d, is_train: bool):
+    rate = model.attrs["token_dropout"]
+    if not is_train or rate <= 0 or len(X) == 0:
+        return X, lambda dY: dY
+    keep = (model.ops.xp.random.uniform(size=(X.shape[0], 1)) >= rate).astype(X.dtype)
+    return X * keep, lambda dY: dY * keep
 
 
 @registry.architectures("spacy_rnn_ner.FeatureEmbed.v1")
@@ -109,6 +161,54 @@ def build_feature_embed(
     include_static_vectors: also project the vocab's static word vectors
         (set [initialize] vectors) to `width` and concatenate them.
     """
+    return _feature_embed(
+        width, attrs, rows, use_clusters, cluster_prefixes, cluster_rows, char_width, n_chars,
+        include_static_vectors, word_dropout=0.0, cluster_case_fallback=False,
+    )
+
+
+@registry.architectures("spacy_rnn_ner.FeatureEmbed.v2")
+def build_feature_embed_v2(
+    width: int,
+    attrs: List[str],
+    rows: List[int],
+    use_clusters: bool = True,
+    cluster_prefixes: List[int] = [4, 6, 10, 20],
+    cluster_rows: int = 5000,
+    char_width: int = 16,
+    n_chars: int = 8,
+    include_static_vectors: bool = False,
+    word_dropout: float = 0.1,
+    cluster_case_fallback: bool = True,
+) -> Model[List[Doc], List[Floats2d]]:
+    """FeatureEmbed.v1 plus two options for unseen and upper-case words.
+
+    word_dropout: in training, drop the first attr's vector (the word itself,
+        e.g. NORM) for this share of tokens, so that the other features learn
+        to carry unseen words (see TokenDropout).
+    cluster_case_fallback: all-caps words and words without a cluster take
+        the cluster of their title- or lower-case form (see BrownClusterFeatures).
+    Other arguments as FeatureEmbed.v1.
+    """
+    return _feature_embed(
+        width, attrs, rows, use_clusters, cluster_prefixes, cluster_rows, char_width, n_chars,
+        include_static_vectors, word_dropout=word_dropout, cluster_case_fallback=cluster_case_fallback,
+    )
+
+
+def _feature_embed(
+    width: int,
+    attrs: List[str],
+    rows: List[int],
+    use_clusters: bool,
+    cluster_prefixes: List[int],
+    cluster_rows: int,
+    char_width: int,
+    n_chars: int,
+    include_static_vectors: bool,
+    word_dropout: float,
+    cluster_case_fallback: bool,
+) -> Model[List[Doc], List[Floats2d]]:
     if len(attrs) != len(rows):
         raise ValueError(
             f"[rnn_tagger] FeatureEmbed needs one rows entry per attr: got {len(attrs)} "
@@ -120,7 +220,12 @@ def build_feature_embed(
             list2ragged(),
             with_array(
                 concatenate(
-                    *[HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0) for i, n_rows in enumerate(rows)]
+                    *[
+                        chain(HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0), TokenDropout(word_dropout))
+                        if i == 0 and word_dropout > 0
+                        else HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0)
+                        for i, n_rows in enumerate(rows)
+                    ]
                 )
             ),
         )
@@ -129,7 +234,7 @@ def build_feature_embed(
     if use_clusters:
         parts.append(
             chain(
-                BrownClusterFeatures(cluster_prefixes),
+                BrownClusterFeatures(cluster_prefixes, case_fallback=cluster_case_fallback),
                 list2ragged(),
                 with_array(
                     concatenate(

@@ -115,3 +115,51 @@ def test_sentence_context_trains():
     nlp = nlp_with(context="sentence")
     train_tagger(nlp, make_examples(nlp))
     assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
+
+
+def test_case_fallback_gives_all_caps_words_their_title_case_cluster():
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc("JAPAN Japan LONDON London REUTERS Reuters zzqxv")]
+    plain, fallback = BrownClusterFeatures([20]), BrownClusterFeatures([20], case_fallback=True)
+    plain.initialize(X=docs)
+    fallback.initialize(X=docs)
+    without = plain.predict(docs)[0].ravel().tolist()
+    with_fallback = fallback.predict(docs)[0].ravel().tolist()
+    assert without[0] == without[2] != without[1]  # the table puts JAPAN and LONDON in one all-caps cluster
+    assert with_fallback[0] == with_fallback[1] and with_fallback[2] == with_fallback[3]
+    assert without[4] == 0 and with_fallback[4] == with_fallback[5] != 0  # REUTERS is missing; Reuters is not
+    assert with_fallback[6] == 0
+
+
+def test_token_dropout_zeroes_whole_rows_in_training_only():
+    layer = features.TokenDropout(0.5)
+    X = numpy.ones((2000, 4), dtype="f")
+    Y, backprop = layer(X, is_train=True)
+    dropped = (Y == 0).all(axis=1)
+    assert 0.4 < dropped.mean() < 0.6
+    assert ((Y == 0) | (Y == 1)).all() and (Y[~dropped] == 1).all()  # no rescaling
+    assert numpy.array_equal(backprop(numpy.ones_like(X)), Y)
+    assert numpy.array_equal(layer.predict(X), X)
+
+
+def test_feature_embed_v2_drops_only_the_word_vector():
+    nlp = spacy.blank("en")
+    spacy.util.fix_random_seed(0)
+    embed = spacy.registry.resolve({"x": dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2", "word_dropout": 0.5})})["x"]
+    docs = [nlp.make_doc(" ".join(["Lyon"] * 400))]
+    embed.initialize(X=docs)
+    # Same word everywhere: rows differ in training only where the word vector was dropped.
+    train_rows = numpy.unique(embed(docs, is_train=True)[0][0].round(5), axis=0)
+    predict_rows = numpy.unique(embed.predict(docs)[0].round(5), axis=0)
+    assert len(train_rows) == 2 and len(predict_rows) == 1
+    dropouts = [node.attrs["token_dropout"] for node in embed.walk() if "token_dropout" in node.attrs]
+    assert dropouts == [0.5]
+
+
+def test_feature_embed_v2_trains_in_a_pipeline():
+    nlp = spacy.blank("en")
+    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2"}))
+    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v1"
+    nlp.add_pipe("rnn_tagger", config={"model": model})
+    train_tagger(nlp, make_examples(nlp), n_iter=60)
+    assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
