@@ -174,7 +174,7 @@ def annotate(
     strict: bool = False,
     include_text: bool = False,
     dask_address: Optional[str] = None,
-    partition_size: int = 2000,
+    partition_size: int = 500,
     progress: Optional[bool] = None,
     log=None,
 ) -> AnnotateStats:

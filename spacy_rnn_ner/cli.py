@@ -30,7 +30,7 @@ def annotate_cli(
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad input line instead of writing an error record"),
     include_text: bool = typer.Option(False, "--include-text", help="Copy each document's text into its JSONL record"),
     dask: Optional[str] = typer.Option(None, "--dask", help="Dask scheduler address (tcp://host:8786), or local:N for N local workers"),
-    partition_size: int = typer.Option(2000, "--partition-size", help="Documents per Dask partition"),
+    partition_size: int = typer.Option(500, "--partition-size", help="Documents per Dask partition"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"),
 ) -> None:
     """Annotate a corpus with a trained pipeline: one output record per input document, in order.

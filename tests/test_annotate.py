@@ -288,3 +288,10 @@ def test_cli_reports_bad_model_path_and_strict_failure(tmp_path, pipeline_dir):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 1 and "line 1" in result.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "spacy_rnn_ner"
+    assert script.exists(), "pip install -e . should install the spacy_rnn_ner console script"
+    result = subprocess.run([str(script), "annotate", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--resume" in result.stdout and "--dask" in result.stdout
