@@ -13,6 +13,8 @@ from spacy.util import registry
 from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d, Ints2d
 
+from .fused_embed import FusedFeatureEmbed
+
 CLUSTER_TABLE = "lexeme_cluster"
 
 
@@ -254,5 +256,5 @@ def _feature_embed(
         parts.append(StaticVectors(width, dropout=0.0))
         concat_width += width
     mix = with_array(Maxout(width, concat_width, nP=3, normalize=True, dropout=0.0))
-    model: Model[List[Doc], List[Floats2d]] = chain(concatenate(*parts), mix, ragged2list())
-    return model
+    # chain(concatenate(*parts), mix, ragged2list()), predicting through mixed tables.
+    return FusedFeatureEmbed(concatenate(*parts), mix, ragged2list(), width)

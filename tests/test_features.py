@@ -163,3 +163,72 @@ def test_feature_embed_v2_trains_in_a_pipeline():
     nlp.add_pipe("rnn_tagger", config={"model": model})
     train_tagger(nlp, make_examples(nlp), n_iter=60)
     assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
+    embed = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
+    docs = [nlp.make_doc(text) for text, _ in TRAIN_DATA]
+    for a, b in zip(_embed_outputs(embed, docs, False), _embed_outputs(embed, docs, True)):
+        numpy.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def _embed_outputs(embed, docs, fast: bool):
+    embed.attrs["fast_inference"] = fast
+    try:
+        return embed.predict(docs)
+    finally:
+        embed.attrs["fast_inference"] = True
+
+
+def test_fast_inference_equals_layer_by_layer_and_follows_weight_changes(crf_nlp, tmp_path):
+    """The mixed-table path gives the chain's output, and rebuilds its tables
+    after training steps, under use_params (averages) and after loading."""
+    embed = crf_nlp.get_pipe("rnn_tagger").model.get_ref("embed")
+    docs = [crf_nlp.make_doc(text) for text, _ in TRAIN_DATA] + [crf_nlp.make_doc(""), crf_nlp.make_doc("ÜBER  odd\ttokens")]
+
+    def check(model):
+        slow, fast = _embed_outputs(model, docs, False), _embed_outputs(model, docs, True)
+        assert [len(x) for x in fast] == [len(doc) for doc in docs]
+        for a, b in zip(slow, fast):
+            numpy.testing.assert_allclose(a, b, atol=1e-4)
+        return fast
+
+    before = check(embed)
+    crf_nlp.to_disk(tmp_path / "pipeline")
+    nlp = spacy.load(tmp_path / "pipeline")
+    loaded = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
+    for a, b in zip(before, check(loaded)):
+        numpy.testing.assert_allclose(a, b, atol=1e-5)
+    # Train the copy a few steps: the cached tables must not outlive the old weights.
+    optimizer = nlp.resume_training()
+    examples = make_examples(nlp)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    after = check(loaded)
+    assert max(float(numpy.abs(a - b).max()) for a, b in zip(before, after) if len(a)) > 1e-3
+    with nlp.use_params(optimizer.averages):
+        check(loaded)
+    check(loaded)
+
+
+def test_fast_inference_cache_is_not_saved(crf_nlp):
+    model = crf_nlp.get_pipe("rnn_tagger").model
+    embed = model.get_ref("embed")
+    embed.attrs["plan_cache"].clear()
+    size = len(model.to_bytes())
+    embed.predict([crf_nlp.make_doc("Angela Moreau flew to Lyon .")])
+    assert embed.attrs["plan_cache"].valid
+    assert len(model.to_bytes()) == size
+    assert not embed.copy().attrs["plan_cache"].valid
+
+
+def test_fast_inference_with_static_vectors():
+    nlp = spacy.blank("en")
+    nlp.vocab.reset_vectors(width=6)
+    for i, word in enumerate(["Lyon", "Berg", "Angela", "flew"]):
+        nlp.vocab.set_vector(word, numpy.arange(6, dtype="f") * (i + 1) / 10)
+    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED, include_static_vectors=True))
+    nlp.add_pipe("rnn_tagger", config={"model": model})
+    train_tagger(nlp, make_examples(nlp), n_iter=5)
+    embed = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
+    docs = [nlp.make_doc("Angela Berg flew to Lyon ."), nlp.make_doc("unknown words only")]
+    for a, b in zip(_embed_outputs(embed, docs, False), _embed_outputs(embed, docs, True)):
+        numpy.testing.assert_allclose(a, b, atol=1e-4)
+    assert embed.attrs["plan_cache"].plan["dense"], "static vectors go through the dense route"
