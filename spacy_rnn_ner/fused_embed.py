@@ -32,6 +32,7 @@ class PlanCache:
 
     def __init__(self) -> None:
         self.params: List[Any] = []
+        self.holders: Optional[List[Tuple[Model, str]]] = None
         self.plan: Optional[Dict[str, Any]] = None
         self.valid = False
 
@@ -82,13 +83,15 @@ def _no_backprop(dY):
     raise ValueError("[rnn_tagger] The FeatureEmbed fast path is for prediction only (is_train=False).")
 
 
-def _params(model: Model) -> List[Any]:
-    return [node.get_param(name) for node in model.walk() for name in node.param_names if node.has_param(name)]
+def _params(model: Model, cache: "PlanCache") -> List[Any]:
+    if cache.holders is None:  # the layer structure never changes; walk it once
+        cache.holders = [(node, name) for node in model.walk() for name in node.param_names]
+    return [node.get_param(name) for node, name in cache.holders if node.has_param(name)]
 
 
 def _current_plan(model: Model) -> Optional[Dict[str, Any]]:
-    params = _params(model)
     cache: PlanCache = model.attrs["plan_cache"]
+    params = _params(model, cache)
     if cache.valid and len(cache.params) == len(params) and all(a is b for a, b in zip(cache.params, params)):
         return cache.plan
     cache.params, cache.plan, cache.valid = params, build_plan(model), True

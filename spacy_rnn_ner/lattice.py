@@ -122,38 +122,54 @@ def _scaled_recursions(
     """Log forward and backward tables, computed in probability space with
     per-step rescaling (one small matrix product per position) rather than a
     log-sum-exp per position: the same values, several times fewer numpy calls,
-    which is what per-sentence latency is made of."""
+    which is what per-sentence latency is made of. The loops keep only the
+    scaled vectors and the scales; logs and running sums are taken afterwards
+    over whole tables."""
     batch, max_len, n_tags = emit.shape
     trans_p = numpy.exp(trans)  # forbidden transitions become exactly 0
+    trans_pT = numpy.ascontiguousarray(trans_p.T)
     top = emit.max(axis=2)
     prob = numpy.exp(emit - top[:, :, None])
-    log_alpha = numpy.empty_like(emit)
-    log_beta = numpy.empty_like(emit)
+    fwd = numpy.empty_like(emit)
+    bwd = numpy.empty_like(emit)
+    f_scale = numpy.empty((batch, max_len))
+    b_scale = numpy.zeros((batch, max_len))
     with numpy.errstate(divide="ignore", invalid="ignore"):
-        a = prob[:, 0] * numpy.exp(start)[None, :]
-        acc = numpy.zeros(batch)
+        a = fwd[:, 0]
+        numpy.multiply(prob[:, 0], numpy.exp(start)[None, :], out=a)
         for t in range(max_len):
             if t > 0:
-                a = (a @ trans_p) * prob[:, t]
+                a = fwd[:, t]
+                numpy.matmul(fwd[:, t - 1], trans_p, out=a)
+                a *= prob[:, t]
             scale = a.sum(axis=1)
-            scale = numpy.where(scale > 0, scale, 1e-300)
+            numpy.maximum(scale, 1e-300, out=scale)
             a /= scale[:, None]
-            acc += numpy.log(scale) + top[:, t]
-            log_alpha[:, t] = numpy.log(a) + acc[:, None]
+            f_scale[:, t] = scale
+        # log alpha_t = log(scaled alpha_t) + sum of log scales and row maxima up to t
+        log_alpha = numpy.log(fwd)
+        log_alpha += numpy.cumsum(numpy.log(f_scale) + top, axis=1)[:, :, None]
+
         end_p = numpy.exp(end)
-        b = numpy.repeat(end_p[None, :], batch, axis=0)
-        acc = numpy.zeros(batch)
-        log_beta[:, max_len - 1] = numpy.log(b)
+        bwd[:, max_len - 1] = end_p
+        ends_at = {}
+        for row, t in enumerate(last):
+            ends_at.setdefault(int(t), []).append(row)
         for t in range(max_len - 2, -1, -1):
-            b = (prob[:, t + 1] * b) @ trans_p.T
+            b = bwd[:, t]
+            numpy.multiply(prob[:, t + 1], bwd[:, t + 1], out=b)
+            numpy.matmul(b.copy(), trans_pT, out=b)
             scale = b.sum(axis=1)
-            scale = numpy.where(scale > 0, scale, 1e-300)
+            numpy.maximum(scale, 1e-300, out=scale)
             b /= scale[:, None]
-            acc += numpy.log(scale) + top[:, t + 1]
-            ending = last == t
-            b[ending] = end_p
-            acc[ending] = 0.0
-            log_beta[:, t] = numpy.log(b) + acc[:, None]
+            b_scale[:, t] = numpy.log(scale) + top[:, t + 1]
+            rows = ends_at.get(t)
+            if rows is not None:  # docs whose last token is t start their backward pass here
+                b[rows] = end_p
+                b_scale[rows, t:] = 0.0
+        # log beta_t = log(scaled beta_t) + sum of the log scales from t to the doc's end
+        log_beta = numpy.log(bwd)
+        log_beta += numpy.cumsum(b_scale[:, ::-1], axis=1)[:, ::-1, None]
     return log_alpha, log_beta
 
 

@@ -39,6 +39,20 @@ class AveragingPyTorchShim(PyTorchShim):
             self._model.load_state_dict(backup)
 
 
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        """As PyTorchShim.predict, without switching the module to eval() and
+        back to train() on every call: each switch walks every submodule, which
+        cost ~0.2 ms of a 3 ms single-sentence call. begin_update sets train()
+        itself, so leaving the module in eval mode here is safe."""
+        if self._model.training:
+            self._model.eval()
+        with torch.no_grad():
+            if self._mixed_precision:
+                with torch.autocast(device_type="cuda", enabled=True):
+                    return self._model(*inputs.args, **inputs.kwargs)
+            return self._model(*inputs.args, **inputs.kwargs)
+
+
 def _pad(model: Model, Xs: List[Floats2d], width: int) -> Tuple[Any, List[int]]:
     lengths = [len(x) for x in Xs]
     padded = model.ops.alloc3f(len(Xs), max(lengths, default=0), width)

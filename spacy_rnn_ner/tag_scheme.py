@@ -201,26 +201,32 @@ class ConstrainedDecoder:
         delta = padded[:, 0] + self.start
         final = numpy.empty((len(group), n_tags), dtype="f")
         done_at = glens - 1
+        ends_at: Dict[int, List[int]] = {}
+        for row, t in enumerate(done_at):
+            ends_at.setdefault(int(t), []).append(row)
+        trans = self.trans[None, :, :]
         for t in range(max_len):
             if t > 0:
-                cand = delta[:, :, None] + self.trans[None, :, :]
+                cand = delta[:, :, None] + trans
                 backptr[t] = cand.argmax(axis=1)
-                delta = cand.max(axis=1) + padded[:, t]
-            finished = done_at == t
-            if finished.any():
-                final[finished] = delta[finished]
+                delta = cand.max(axis=1)
+                delta += padded[:, t]
+            rows = ends_at.get(t)
+            if rows is not None:
+                final[rows] = delta[rows]
         best_last = (final + self.end).argmax(axis=1)
         # Backtrack all docs of the group at once; a doc joins when t reaches
         # its last token (before that its row holds values that are discarded).
-        rows = numpy.arange(len(group))
+        rows_all = numpy.arange(len(group))
         paths = numpy.zeros((len(group), max_len), dtype="i")
         cur = numpy.zeros(len(group), dtype=numpy.int64)
         for t in range(max_len - 1, -1, -1):
-            starting = done_at == t
-            cur[starting] = best_last[starting]
+            rows = ends_at.get(t)
+            if rows is not None:
+                cur[rows] = best_last[rows]
             paths[:, t] = cur
             if t > 0:
-                cur = backptr[t, rows, cur].astype(numpy.int64)
+                cur = backptr[t, rows_all, cur]
         for row, i in enumerate(group):
             results[i] = paths[row, : glens[row]].copy()
 
