@@ -4,6 +4,7 @@ import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.attrs import IS_UPPER, LENGTH
 from spacy.ml._character_embed import CharacterEmbed
 from spacy.ml.featureextractor import FeatureExtractor
 from spacy.ml.staticvectors import StaticVectors
@@ -82,11 +83,12 @@ def lookup_clusters(keys: numpy.ndarray, values: numpy.ndarray, orths: numpy.nda
 
 def _case_fallback(doc: Doc, clusters: numpy.ndarray, keys: numpy.ndarray, values: numpy.ndarray) -> numpy.ndarray:
     """Clusters of title- or lower-case forms for all-caps words and words the table lacks."""
-    texts = [token.text for token in doc]
-    todo = [i for i, (text, c) in enumerate(zip(texts, clusters)) if c == 0 or (len(text) > 1 and text.isupper())]
+    flags = doc.to_array([IS_UPPER, LENGTH])
+    todo = numpy.flatnonzero((clusters == 0) | ((flags[:, 0] == 1) & (flags[:, 1] > 1))).tolist()
     if not todo:
         return clusters
     clusters = clusters.copy()
+    texts = {i: doc[i].text for i in todo}
     for variant in (str.title, str.lower):
         forms = numpy.array([get_string_id(variant(texts[i])) for i in todo], dtype="uint64")
         found = lookup_clusters(keys, values, forms)
