@@ -16,6 +16,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
+from .features import fill_known_words
 from .lattice import crf_loss_and_gradients, forward_backward, span_probabilities
 from .tag_scheme import (
     IMPOSSIBLE,
@@ -396,6 +397,8 @@ class RNNTagger(TrainablePipe):
             self.model.get_ref("crf").set_dim("nO", len(self.tags), force=True)
         doc_sample = [eg.predicted for eg in examples[:10] if len(eg.predicted)]
         self.model.initialize(X=doc_sample or None)
+        # Embeddings with a known-word vocabulary (FeatureEmbed.v2) learn it from all the training docs.
+        fill_known_words(self.model, (eg.predicted for eg in examples))
 
     # -- serialization ---------------------------------------------------
     # Like TrainablePipe's, plus a SHA-256 of the weights in the saved cfg:

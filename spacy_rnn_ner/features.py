@@ -1,7 +1,8 @@
 """Word features for NER: hashed lexical attributes, Brown-cluster path
 prefixes and character embeddings, concatenated and mixed by a Maxout layer."""
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.attrs import IS_UPPER, LENGTH
@@ -11,6 +12,7 @@ from spacy.ml.staticvectors import StaticVectors
 from spacy.strings import get_string_id
 from spacy.tokens import Doc
 from spacy.util import registry
+from spacy.attrs import intify_attr
 from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d, Ints2d
 
@@ -118,25 +120,77 @@ def _cluster_forward(model: Model, docs: List[Doc], is_train: bool):
     return output, lambda d_output: []
 
 
-def TokenDropout(rate: float) -> Model[Floats2d, Floats2d]:
-    """Zero a whole row (one token's vector) with probability `rate` in training.
+UNKNOWN_WORD = get_string_id("<rnn_tagger:unknown-word>")
 
-    Applied to the word-identity embedding, this is the classic "word
-    dropout" / UNK replacement of BiLSTM taggers: the model learns to tag a
-    word from its shape, affixes, clusters and characters when it cannot rely
-    on having seen the word, which is the case for most test-set entities.
-    The attr is not called dropout_rate, so spaCy's [training] dropout
-    leaves it alone. No rescaling: a dropped row stands for "unknown word".
+
+def KnownWords(attr: str, column: int, min_count: int, word_dropout: float) -> Model[List[Ints2d], List[Ints2d]]:
+    """Map the word ids in `column` that are not in the training vocabulary to
+    one UNKNOWN_WORD id, and in training also a random `word_dropout` share
+    of the known ones (the classic UNK replacement of BiLSTM taggers).
+
+    Without it, a word never seen in training still hashes to a sum of table
+    rows trained for other words: noise the tagger never learned to ignore.
+    With it, an unseen word gets the one learned "unknown" vector, whose
+    meaning word dropout teaches, and the tagger leans on the shape, affix,
+    cluster and character features for it - the case of most test-set entities.
+
+    The vocabulary (`attr` values seen at least `min_count` times) is filled
+    from all training docs by the rnn_tagger component at initialization
+    (see fill_known_words), kept in attrs and saved with the model.
+    min_count = 0 switches the mapping off.
     """
-    return Model("token_dropout", _token_dropout_forward, attrs={"token_dropout": rate})
+    return Model(
+        "known_words",
+        _known_words_forward,
+        init=_known_words_init,
+        attrs={
+            "attr": attr,
+            "column": column,
+            "min_count": min_count,
+            "word_dropout": word_dropout,
+            "known_words": numpy.zeros((0,), dtype="uint64"),
+        },
+    )
 
 
-def _token_dropout_forward(model: Model, X: Floats2d, is_train: bool):
-    rate = model.attrs["token_dropout"]
-    if not is_train or rate <= 0 or len(X) == 0:
-        return X, lambda dY: dY
-    keep = (model.ops.xp.random.uniform(size=(X.shape[0], 1)) >= rate).astype(X.dtype)
-    return X * keep, lambda dY: dY * keep
+def _known_words_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    pass  # filled from the whole training set, not the init sample: fill_known_words
+
+
+def fill_known_words(model: Model, docs: Iterable[Doc]) -> int:
+    """Set the training vocabulary of every KnownWords layer in `model` from `docs`;
+    return the number of known words (0 if the model has no such layer)."""
+    layers = [node for node in model.walk() if node.name == "known_words" and node.attrs["min_count"] > 0]
+    total = 0
+    docs = list(docs)
+    for layer in layers:
+        counts: Counter = Counter()
+        attr_id = intify_attr(layer.attrs["attr"])
+        for doc in docs:
+            if len(doc):
+                counts.update(doc.to_array(attr_id).tolist())
+        known = numpy.array(sorted(k for k, n in counts.items() if n >= layer.attrs["min_count"]), dtype="uint64")
+        layer.attrs["known_words"] = known
+        total = max(total, len(known))
+    return total
+
+
+def _known_words_forward(model: Model, Xs: List[Ints2d], is_train: bool):
+    known = model.attrs["known_words"]
+    if model.attrs["min_count"] <= 0 or len(known) == 0:
+        return Xs, lambda dY: dY
+    column, rate = model.attrs["column"], model.attrs["word_dropout"]
+    out = []
+    for X in Xs:
+        X = model.ops.to_numpy(X).astype("uint64", copy=True)
+        words = X[:, column]
+        pos = numpy.minimum(numpy.searchsorted(known, words), len(known) - 1)
+        unknown = known[pos] != words
+        if is_train and rate > 0:
+            unknown |= numpy.random.uniform(size=len(words)) < rate
+        words[unknown] = UNKNOWN_WORD
+        out.append(model.ops.asarray(X, dtype="uint64"))
+    return out, lambda dY: dY
 
 
 @registry.architectures("spacy_rnn_ner.FeatureEmbed.v1")
@@ -167,7 +221,7 @@ def build_feature_embed(
     """
     return _feature_embed(
         width, attrs, rows, use_clusters, cluster_prefixes, cluster_rows, char_width, n_chars,
-        include_static_vectors, word_dropout=0.0, cluster_case_fallback=False,
+        include_static_vectors, min_word_count=0, word_dropout=0.0, cluster_case_fallback=False,
     )
 
 
@@ -182,21 +236,25 @@ def build_feature_embed_v2(
     char_width: int = 16,
     n_chars: int = 8,
     include_static_vectors: bool = False,
+    min_word_count: int = 1,
     word_dropout: float = 0.1,
     cluster_case_fallback: bool = True,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """FeatureEmbed.v1 plus two options for unseen and upper-case words.
+    """FeatureEmbed.v1 plus three options for unseen and upper-case words.
 
-    word_dropout: in training, drop the first attr's vector (the word itself,
-        e.g. NORM) for this share of tokens, so that the other features learn
-        to carry unseen words (see TokenDropout).
+    min_word_count: the first attr (the word itself, e.g. NORM) keeps its own
+        vector only for values seen at least this often in the training data;
+        others share one "unknown word" vector (see KnownWords). 0: off.
+    word_dropout: in training, this share of the known words is also
+        replaced by "unknown word", so that its vector is learned.
     cluster_case_fallback: all-caps words and words without a cluster take
         the cluster of their title- or lower-case form (see BrownClusterFeatures).
     Other arguments as FeatureEmbed.v1.
     """
     return _feature_embed(
         width, attrs, rows, use_clusters, cluster_prefixes, cluster_rows, char_width, n_chars,
-        include_static_vectors, word_dropout=word_dropout, cluster_case_fallback=cluster_case_fallback,
+        include_static_vectors, min_word_count=min_word_count, word_dropout=word_dropout,
+        cluster_case_fallback=cluster_case_fallback,
     )
 
 
@@ -210,6 +268,7 @@ def _feature_embed(
     char_width: int,
     n_chars: int,
     include_static_vectors: bool,
+    min_word_count: int,
     word_dropout: float,
     cluster_case_fallback: bool,
 ) -> Model[List[Doc], List[Floats2d]]:
@@ -218,19 +277,15 @@ def _feature_embed(
             f"[rnn_tagger] FeatureEmbed needs one rows entry per attr: got {len(attrs)} "
             f"attrs and {len(rows)} rows."
         )
+    extract = FeatureExtractor(attrs)
+    if min_word_count > 0:
+        extract = chain(extract, KnownWords(attrs[0], 0, min_word_count, word_dropout))
     parts = [
         chain(
-            FeatureExtractor(attrs),
+            extract,
             list2ragged(),
             with_array(
-                concatenate(
-                    *[
-                        chain(HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0), TokenDropout(word_dropout))
-                        if i == 0 and word_dropout > 0
-                        else HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0)
-                        for i, n_rows in enumerate(rows)
-                    ]
-                )
+                concatenate(*[HashEmbed(width, n_rows, column=i, seed=7 + i, dropout=0.0) for i, n_rows in enumerate(rows)])
             ),
         )
     ]

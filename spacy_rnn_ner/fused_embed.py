@@ -178,7 +178,7 @@ def _hash_part(part: Model) -> Optional[List[Model]]:
         return None
     leaves = _leaves(part.layers[2])
     embeds = [node for node in leaves if node.name == "hashembed"]
-    others = {node.name for node in leaves} - {"hashembed", "ints-getitem", "token_dropout"}
+    others = {node.name for node in leaves} - {"hashembed", "ints-getitem"}
     if not embeds or others or any(node.attrs.get("column") is None for node in embeds):
         return None
     return embeds

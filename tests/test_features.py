@@ -131,29 +131,48 @@ def test_case_fallback_gives_all_caps_words_their_title_case_cluster():
     assert with_fallback[6] == 0
 
 
-def test_token_dropout_zeroes_whole_rows_in_training_only():
-    layer = features.TokenDropout(0.5)
-    X = numpy.ones((2000, 4), dtype="f")
-    Y, backprop = layer(X, is_train=True)
-    dropped = (Y == 0).all(axis=1)
-    assert 0.4 < dropped.mean() < 0.6
-    assert ((Y == 0) | (Y == 1)).all() and (Y[~dropped] == 1).all()  # no rescaling
-    assert numpy.array_equal(backprop(numpy.ones_like(X)), Y)
-    assert numpy.array_equal(layer.predict(X), X)
-
-
-def test_feature_embed_v2_drops_only_the_word_vector():
+def test_known_words_map_unseen_and_dropped_words_to_one_id():
     nlp = spacy.blank("en")
-    spacy.util.fix_random_seed(0)
-    embed = spacy.registry.resolve({"x": dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2", "word_dropout": 0.5})})["x"]
-    docs = [nlp.make_doc(" ".join(["Lyon"] * 400))]
+    layer = features.KnownWords("NORM", 0, min_count=2, word_dropout=0.5)
+    train_docs = [nlp.make_doc("Lyon Lyon Berg Paris Paris")]
+    assert features.fill_known_words(layer, train_docs) == 2  # Berg was seen once
+    ids = [numpy.array([[nlp.vocab.strings[w.lower()], 7] for w in ["Lyon", "Berg", "Oslo", "Paris"]], dtype="uint64")]
+    out = layer.predict(ids)[0]
+    unk = features.UNKNOWN_WORD
+    assert out[:, 0].tolist() == [ids[0][0, 0], unk, unk, ids[0][3, 0]]
+    assert out[:, 1].tolist() == [7, 7, 7, 7]  # other columns untouched
+    assert ids[0][1, 0] != unk  # the input is not modified
+    many = [numpy.repeat(ids[0][:1], 2000, axis=0)]
+    dropped = layer(many, is_train=True)[0][0][:, 0] == unk
+    assert 0.4 < dropped.mean() < 0.6
+    assert not (layer.predict(many)[0][:, 0] == unk).any()
+
+
+def test_known_words_are_filled_from_all_training_docs_and_saved():
+    nlp = spacy.blank("en")
+    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2"}))
+    nlp.add_pipe("rnn_tagger", config={"model": model})
+    examples = make_examples(nlp)
+    train_tagger(nlp, examples, n_iter=2)
+    layer = next(n for n in nlp.get_pipe("rnn_tagger").model.walk() if n.name == "known_words")
+    expected = {nlp.vocab.strings[t.norm_] for eg in examples for t in eg.predicted}
+    assert set(layer.attrs["known_words"].tolist()) == expected  # all docs, not the 10-doc init sample
+    nlp2 = spacy.blank("en")
+    nlp2.add_pipe("rnn_tagger", config={"model": model})
+    nlp2.get_pipe("rnn_tagger").from_bytes(nlp.get_pipe("rnn_tagger").to_bytes())
+    layer2 = next(n for n in nlp2.get_pipe("rnn_tagger").model.walk() if n.name == "known_words")
+    assert numpy.array_equal(layer2.attrs["known_words"], layer.attrs["known_words"])
+
+
+def test_feature_embed_v2_gives_unseen_words_one_vector():
+    nlp = spacy.blank("en")
+    embed = spacy.registry.resolve({"x": dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2", "use_clusters": False, "char_width": 0, "attrs": ["NORM"], "rows": [500]})})["x"]
+    docs = [nlp.make_doc("Lyon Berg Oslo Quito")]
     embed.initialize(X=docs)
-    # Same word everywhere: rows differ in training only where the word vector was dropped.
-    train_rows = numpy.unique(embed(docs, is_train=True)[0][0].round(5), axis=0)
-    predict_rows = numpy.unique(embed.predict(docs)[0].round(5), axis=0)
-    assert len(train_rows) == 2 and len(predict_rows) == 1
-    dropouts = [node.attrs["token_dropout"] for node in embed.walk() if "token_dropout" in node.attrs]
-    assert dropouts == [0.5]
+    features.fill_known_words(embed, [nlp.make_doc("Lyon Berg")])
+    rows = embed.predict(docs)[0]
+    assert numpy.allclose(rows[2], rows[3]) and not numpy.allclose(rows[0], rows[1])
+    assert not numpy.allclose(rows[0], rows[2])
 
 
 def test_feature_embed_v2_trains_in_a_pipeline():
