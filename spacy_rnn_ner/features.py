@@ -16,6 +16,7 @@ from spacy.attrs import intify_attr
 from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d, Ints2d
 
+from .char_cnn import CharCNN
 from .fused_embed import FusedFeatureEmbed
 
 CLUSTER_TABLE = "lexeme_cluster"
@@ -239,8 +240,10 @@ def build_feature_embed_v2(
     min_word_count: int = 1,
     word_dropout: float = 0.1,
     cluster_case_fallback: bool = True,
+    char_cnn_filters: int = 0,
+    char_cnn_width: int = 25,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """FeatureEmbed.v1 plus three options for unseen and upper-case words.
+    """FeatureEmbed.v1 plus options for unseen and upper-case words and a character CNN.
 
     min_word_count: the first attr (the word itself, e.g. NORM) keeps its own
         vector only for values seen at least this often in the training data;
@@ -249,12 +252,16 @@ def build_feature_embed_v2(
         replaced by "unknown word", so that its vector is learned.
     cluster_case_fallback: all-caps words and words without a cluster take
         the cluster of their title- or lower-case form (see BrownClusterFeatures).
+    char_cnn_filters: add a character CNN with this many filters (window 3
+        over `char_cnn_width`-dimensional character embeddings, max over the
+        word; see char_cnn.CharCNN). 0: off.
     Other arguments as FeatureEmbed.v1.
     """
     return _feature_embed(
         width, attrs, rows, use_clusters, cluster_prefixes, cluster_rows, char_width, n_chars,
         include_static_vectors, min_word_count=min_word_count, word_dropout=word_dropout,
-        cluster_case_fallback=cluster_case_fallback,
+        cluster_case_fallback=cluster_case_fallback, char_cnn_filters=char_cnn_filters,
+        char_cnn_width=char_cnn_width,
     )
 
 
@@ -271,6 +278,8 @@ def _feature_embed(
     min_word_count: int,
     word_dropout: float,
     cluster_case_fallback: bool,
+    char_cnn_filters: int = 0,
+    char_cnn_width: int = 25,
 ) -> Model[List[Doc], List[Floats2d]]:
     if len(attrs) != len(rows):
         raise ValueError(
@@ -309,6 +318,9 @@ def _feature_embed(
     if char_width > 0:
         parts.append(chain(CharacterEmbed(nM=char_width, nC=n_chars), list2ragged()))
         concat_width += char_width * n_chars
+    if char_cnn_filters > 0:
+        parts.append(chain(CharCNN(n_filters=char_cnn_filters, char_width=char_cnn_width), list2ragged()))
+        concat_width += char_cnn_filters
     if include_static_vectors:
         parts.append(StaticVectors(width, dropout=0.0))
         concat_width += width

@@ -251,3 +251,53 @@ def test_fast_inference_with_static_vectors():
     for a, b in zip(_embed_outputs(embed, docs, False), _embed_outputs(embed, docs, True)):
         numpy.testing.assert_allclose(a, b, atol=1e-4)
     assert embed.attrs["plan_cache"].plan["dense"], "static vectors go through the dense route"
+
+
+def test_char_cnn_ids_and_gradients():
+    from thinc.api import fix_random_seed
+
+    from spacy_rnn_ner.char_cnn import CharCNN, char_ids
+
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc("Hello naïve-world 1996"), nlp.make_doc(""), nlp.make_doc("a " + "x" * 30)]
+    ids, lengths = char_ids(docs, 20, 64)
+    assert lengths.tolist() == [5, 5, 1, 5, 4, 1, 20]  # words longer than 20 characters are cut
+    assert (ids[0, :5] > 0).all() and (ids[0, 5:] == 0).all()
+    assert ids[0, 2] == ids[0, 3]  # the two l's of Hello
+    model = CharCNN(n_filters=6, char_width=4, max_chars=20, n_rows=64)
+    model.initialize()
+    out, backprop = model(docs, is_train=True)
+    assert [o.shape for o in out] == [(5, 6), (0, 6), (2, 6)]
+    rng = numpy.random.default_rng(0)
+    weights = [rng.normal(size=o.shape).astype("f") for o in out]
+    backprop(weights)
+
+    def loss() -> float:
+        return sum(float((a * w).sum()) for a, w in zip(model.predict(docs), weights))
+
+    checks = [("W", (1, 3)), ("W", (5, 10)), ("b", (2,)), ("E", (int(ids[0, 1]), 1)), ("E", (int(ids[6, 0]), 3))]
+    for name, index in checks:
+        param, grad = model.get_param(name), model.get_grad(name)
+        old = float(param[index])
+        param[index] = old + 1e-2
+        plus = loss()
+        param[index] = old - 1e-2
+        minus = loss()
+        param[index] = old
+        assert abs((plus - minus) / 2e-2 - float(grad[index])) < 0.03 * max(1.0, abs(float(grad[index])))
+    assert float(abs(model.get_grad("E")[0]).sum()) == 0.0  # padding row stays zero
+
+
+def test_feature_embed_v2_with_char_cnn_trains_and_predicts_fast():
+    nlp = spacy.blank("en")
+    embed = dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2", "char_cnn_filters": 12, "char_cnn_width": 6})
+    model = dict(SMALL_MODEL, embed=embed)
+    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v1"
+    nlp.add_pipe("rnn_tagger", config={"model": model})
+    train_tagger(nlp, make_examples(nlp), n_iter=60)
+    assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
+    layer = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
+    docs = [nlp.make_doc(text) for text, _ in TRAIN_DATA]
+    for a, b in zip(_embed_outputs(layer, docs, False), _embed_outputs(layer, docs, True)):
+        numpy.testing.assert_allclose(a, b, atol=1e-4)
