@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
-import spacy
 from thinc.api import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,21 +28,42 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_report import machine_description, replace_section  # noqa: E402
 
 from spacy_rnn_ner.conll import read_conll  # noqa: E402
-from spacy_rnn_ner.evaluation import evaluate_gold_tokens  # noqa: E402
 
 TYPES = ["PER", "LOC", "ORG", "MISC"]
-# Each ablation removes one feature from the default config.
-ABLATIONS = {
-    "no characters": {"components.rnn_tagger.model.embed.char_width": 0},
-    "no Brown clusters": {"components.rnn_tagger.model.embed.use_clusters": False},
-    "sentence context only": {"components.rnn_tagger.model.context": "sentence"},
-    "softmax instead of CRF": {"components.rnn_tagger.model.@architectures": "spacy_rnn_ner.BiLSTMTagger.v1"},
-}
+EMBED = "components.rnn_tagger.model.embed"
+
+
+def ablations_for(config: Config) -> Dict[str, Dict]:
+    """One ablation per feature the config switches on, each removing just that feature."""
+    model = config["components"]["rnn_tagger"]["model"]
+    embed = model["embed"]
+    rows: Dict[str, Dict] = {}
+    if embed.get("char_cnn_filters", 0) > 0:
+        rows["no character CNN"] = {f"{EMBED}.char_cnn_filters": 0}
+    if embed.get("char_width", 0) > 0:
+        rows["no character embedding (CharacterEmbed)"] = {f"{EMBED}.char_width": 0}
+    if embed.get("use_clusters", False):
+        rows["no Brown clusters"] = {f"{EMBED}.use_clusters": False}
+    if embed.get("min_word_count", 0) > 0:
+        rows["no unknown-word vector (min_word_count 0, word_dropout 0)"] = {
+            f"{EMBED}.min_word_count": 0,
+            f"{EMBED}.word_dropout": 0.0,
+        }
+    if embed.get("cluster_case_fallback", False) and embed.get("use_clusters", False):
+        rows["no cluster case fallback"] = {f"{EMBED}.cluster_case_fallback": False}
+    if model.get("context", "doc") == "doc":
+        rows["sentence context only"] = {"components.rnn_tagger.model.context": "sentence"}
+    if model["@architectures"] == "spacy_rnn_ner.BiLSTMCRFTagger.v1":
+        rows["softmax instead of CRF"] = {"components.rnn_tagger.model.@architectures": "spacy_rnn_ner.BiLSTMTagger.v1"}
+    return rows
+
 
 # Each sweep row changes one training setting of the default config.
 SWEEP = {
     "dropout 0.5 (default 0.25)": {"components.rnn_tagger.model.dropout": 0.5},
     "learn rate 0.001 (default 0.002)": {"training.optimizer.learn_rate": 0.001},
+    "batch size 500 words (default 1000)": {"training.batcher.size": 500},
+    "batch size 2000 words (default 1000)": {"training.batcher.size": 2000},
 }
 
 
@@ -121,8 +141,18 @@ def score(out: Path, corpus: Path) -> Dict:
     scores_file = out / "scores.json"
     if scores_file.exists():
         return json.loads(scores_file.read_text())
-    nlp = spacy.load(out / "model-best")
-    result = {split: evaluate_gold_tokens(nlp, corpus / f"{split}.spacy") for split in ("dev", "test")}
+    # In a fresh process: it loads model-best with the package as installed now,
+    # not as it was when this (long-running) script started.
+    code = (
+        "import json, sys, spacy\n"
+        "from spacy_rnn_ner.evaluation import evaluate_gold_tokens\n"
+        "nlp = spacy.load(sys.argv[1])\n"
+        "print(json.dumps({s: evaluate_gold_tokens(nlp, sys.argv[2] + f'/{s}.spacy') for s in ('dev', 'test')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out / "model-best"), str(corpus)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     scores_file.write_text(json.dumps(result, indent=2))
     return result
 
@@ -245,8 +275,8 @@ def main() -> None:
     if not args.no_spacy:
         plan.append(("spacy", "spaCy ner", spacy_ner_config(args.workdir / "spacy_ner.cfg"), args.seeds[0]))
     if args.ablations:
-        for name, overrides in ABLATIONS.items():
-            cfg = write_config(config, overrides, args.workdir / "configs" / (name.replace(" ", "_") + ".cfg"))
+        for name, overrides in ablations_for(Config().from_disk(config, interpolate=False)).items():
+            cfg = write_config(config, overrides, args.workdir / "configs" / (name.split(" (")[0].replace(" ", "_") + ".cfg"))
             plan.append(("ablation", name, cfg, args.seeds[0]))
 
     if args.sweep:
