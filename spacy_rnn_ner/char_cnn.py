@@ -78,13 +78,14 @@ def _forward(model: Model, docs: List[Doc], is_train: bool):
     valid = xp.arange(nL)[None, :] < xp.maximum(lengths, 1)[:, None]
     conv = xp.where(valid[:, :, None], conv, -1e9)
     which = conv.argmax(axis=1)  # (N, nO)
-    pooled = xp.take_along_axis(conv, which[:, None, :], axis=1)[:, 0]
+    rows, filters = xp.arange(N)[:, None], xp.arange(nO)[None, :]  # plain indexing works on numpy and cupy
+    pooled = conv[rows, which, filters]
     out = _split(ops, pooled, docs)
 
     def backprop(d_out: List[Floats2d]) -> List:
         d_pooled = xp.concatenate([d for d in d_out if len(d)]) if N else ops.alloc2f(0, nO)
         d_conv = ops.alloc3f(N, nL, nO)
-        xp.put_along_axis(d_conv, which[:, None, :], d_pooled[:, None, :], axis=1)
+        d_conv[rows, which, filters] = d_pooled
         d_conv2 = d_conv.reshape(N * nL, nO)
         model.inc_grad("b", d_pooled.sum(axis=0))
         model.inc_grad("W", ops.gemm(d_conv2, cols.reshape(N * nL, nW * nM), trans1=True))
