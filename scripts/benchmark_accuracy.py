@@ -59,9 +59,11 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
 
 
 # Each sweep row changes one training setting of the default config.
-SWEEP = {
+EXTRA_SWEEP = {
     "dropout 0.5 (default 0.25)": {"components.rnn_tagger.model.dropout": 0.5},
     "learn rate 0.001 (default 0.002)": {"training.optimizer.learn_rate": 0.001},
+}
+SWEEP = {
     "batch size 500 words (default 1000)": {"training.batcher.size": 500},
     "batch size 2000 words (default 1000)": {"training.batcher.size": 2000},
 }
@@ -263,6 +265,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch/BLAS threads per run (0: cores / jobs)")
     parser.add_argument("--ablations", action="store_true", help="also train one seed with each feature removed")
     parser.add_argument("--sweep", action="store_true", help="also train one seed with each SWEEP setting changed")
+    parser.add_argument("--extra-sweep", action="store_true", help="with --sweep, also the dropout and learn-rate rows")
     parser.add_argument("--no-spacy", action="store_true", help="skip spaCy's ner")
     parser.add_argument("--workdir", type=Path, default=ROOT / "training" / "benchmark")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -280,7 +283,7 @@ def main() -> None:
             plan.append(("ablation", name, cfg, args.seeds[0]))
 
     if args.sweep:
-        for name, overrides in SWEEP.items():
+        for name, overrides in {**SWEEP, **(EXTRA_SWEEP if args.extra_sweep else {})}.items():
             cfg = write_config(config, overrides, args.workdir / "configs" / (name.split(" (")[0].replace(" ", "_") + ".cfg"))
             plan.append(("sweep", name, cfg, args.seeds[0]))
 

@@ -14,7 +14,7 @@ from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.initializers import glorot_uniform_init, uniform_init
-from thinc.types import Floats2d, Ints2d
+from thinc.types import Floats2d
 
 
 def CharCNN(

@@ -14,7 +14,6 @@ computation up to float rounding; training always uses the layer-by-layer path.
 """
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.model import deserialize_attr, serialize_attr
