@@ -175,9 +175,10 @@ def test_feature_embed_v2_gives_unseen_words_one_vector():
     assert not numpy.allclose(rows[0], rows[2])
 
 
-def test_feature_embed_v2_trains_in_a_pipeline():
+@pytest.mark.parametrize("extra", [{}, {"char_cnn_filters": 12, "char_cnn_width": 6}], ids=["v2", "v2+char_cnn"])
+def test_feature_embed_v2_trains_and_predicts_fast(extra):
     nlp = spacy.blank("en")
-    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2"}))
+    model = dict(SMALL_MODEL, embed=dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2"}, **extra))
     model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v1"
     nlp.add_pipe("rnn_tagger", config={"model": model})
     train_tagger(nlp, make_examples(nlp), n_iter=60)
@@ -186,14 +187,6 @@ def test_feature_embed_v2_trains_in_a_pipeline():
     docs = [nlp.make_doc(text) for text, _ in TRAIN_DATA]
     for a, b in zip(_embed_outputs(embed, docs, False), _embed_outputs(embed, docs, True)):
         numpy.testing.assert_allclose(a, b, atol=1e-4)
-
-
-def _embed_outputs(embed, docs, fast: bool):
-    embed.attrs["fast_inference"] = fast
-    try:
-        return embed.predict(docs)
-    finally:
-        embed.attrs["fast_inference"] = True
 
 
 def test_fast_inference_equals_layer_by_layer_and_follows_weight_changes(crf_nlp, tmp_path):
@@ -287,17 +280,3 @@ def test_char_cnn_ids_and_gradients():
         param[index] = old
         assert abs((plus - minus) / 2e-2 - float(grad[index])) < 0.03 * max(1.0, abs(float(grad[index])))
     assert float(abs(model.get_grad("E")[0]).sum()) == 0.0  # padding row stays zero
-
-
-def test_feature_embed_v2_with_char_cnn_trains_and_predicts_fast():
-    nlp = spacy.blank("en")
-    embed = dict(FEATURE_EMBED, **{"@architectures": "spacy_rnn_ner.FeatureEmbed.v2", "char_cnn_filters": 12, "char_cnn_width": 6})
-    model = dict(SMALL_MODEL, embed=embed)
-    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v1"
-    nlp.add_pipe("rnn_tagger", config={"model": model})
-    train_tagger(nlp, make_examples(nlp), n_iter=60)
-    assert nlp.evaluate(make_examples(nlp))["ents_f"] > 0.9
-    layer = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
-    docs = [nlp.make_doc(text) for text, _ in TRAIN_DATA]
-    for a, b in zip(_embed_outputs(layer, docs, False), _embed_outputs(layer, docs, True)):
-        numpy.testing.assert_allclose(a, b, atol=1e-4)
