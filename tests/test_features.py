@@ -175,6 +175,14 @@ def test_feature_embed_v2_gives_unseen_words_one_vector():
     assert not numpy.allclose(rows[0], rows[2])
 
 
+def _embed_outputs(embed, docs, fast: bool):
+    embed.attrs["fast_inference"] = fast
+    try:
+        return embed.predict(docs)
+    finally:
+        embed.attrs["fast_inference"] = True
+
+
 @pytest.mark.parametrize("extra", [{}, {"char_cnn_filters": 12, "char_cnn_width": 6}], ids=["v2", "v2+char_cnn"])
 def test_feature_embed_v2_trains_and_predicts_fast(extra):
     nlp = spacy.blank("en")
