@@ -17,6 +17,7 @@ from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dro
 from thinc.types import Floats2d, Ints1d
 
 from .features import fill_known_words
+from .layers import AveragingPyTorchShim
 from .lattice import crf_loss_and_gradients, forward_backward, span_probabilities
 from .tag_scheme import (
     IMPOSSIBLE,
@@ -62,6 +63,7 @@ def _default_model_config() -> Dict:
         "spans_key": "rnn_tagger",
         "threshold": 0.0,
         "temperature": 1.0,
+        "int8_inference": False,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={
@@ -80,6 +82,7 @@ def make_rnn_tagger(
     threshold: float,
     temperature: float,
     scorer: Optional[Callable],
+    int8_inference: bool = False,
 ) -> "RNNTagger":
     """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
 
@@ -93,6 +96,9 @@ def make_rnn_tagger(
         computed (calibration; `scripts/report.py --fit-temperature` fits it).
         It does not change which entities are predicted.
     scorer: the scoring function; spaCy's ner scorer by default.
+    int8_inference: predict with an int8 copy of the LSTM (torch dynamic
+        quantization; training is unchanged). Measured on CoNLL-2003 test:
+        1.07x the words/s through nlp.pipe, F1 +0.03 (BENCHMARKS.md).
     """
     return RNNTagger(
         nlp.vocab,
@@ -103,6 +109,7 @@ def make_rnn_tagger(
         threshold=threshold,
         temperature=temperature,
         scorer=scorer,
+        int8_inference=int8_inference,
     )
 
 
@@ -128,6 +135,7 @@ class RNNTagger(TrainablePipe):
         threshold: float = 0.0,
         temperature: float = 1.0,
         scorer: Optional[Callable] = None,
+        int8_inference: bool = False,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"[{name}] threshold must be between 0 and 1, got {threshold}.")
@@ -144,6 +152,10 @@ class RNNTagger(TrainablePipe):
             "threshold": threshold,
             "temperature": temperature,
         }
+        for node in model.walk():
+            for shim in node.shims:
+                if isinstance(shim, AveragingPyTorchShim):
+                    shim.int8 = bool(int8_inference)
         self._constraint_cache: Optional[Tuple[Tuple, Tuple]] = None
 
     # -- labels and tags -------------------------------------------------

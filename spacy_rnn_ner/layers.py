@@ -1,6 +1,8 @@
 """thinc layers around our torch modules: list-of-arrays <-> padded tensors,
 and a PyTorch shim whose parameter averaging actually reaches the torch weights."""
 import contextlib
+import copy
+import warnings
 from typing import Any, Callable, Dict, List, Tuple, cast
 
 import torch
@@ -33,11 +35,18 @@ class AveragingPyTorchShim(PyTorchShim):
             return
         backup = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
         self._model.load_state_dict(state_dict, strict=False)
+        self._int8_model = None
         try:
             yield
         finally:
             self._model.load_state_dict(backup)
+            self._int8_model = None
 
+
+    # Set by the rnn_tagger component (its int8_inference setting).
+    int8 = False
+    _int8_model: Any = None
+    _int8_key: Any = None
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         """As PyTorchShim.predict, without switching the module to eval() and
@@ -46,11 +55,35 @@ class AveragingPyTorchShim(PyTorchShim):
         itself, so leaving the module in eval mode here is safe."""
         if self._model.training:
             self._model.eval()
+        model = self._quantized() if self.int8 else self._model
         with torch.no_grad():
             if self._mixed_precision:
                 with torch.autocast(device_type="cuda", enabled=True):
-                    return self._model(*inputs.args, **inputs.kwargs)
-            return self._model(*inputs.args, **inputs.kwargs)
+                    return model(*inputs.args, **inputs.kwargs)
+            return model(*inputs.args, **inputs.kwargs)
+
+    def finish_update(self, optimizer) -> None:
+        super().finish_update(optimizer)
+        self._int8_model = None  # thinc updates the weights in place: no tensor tells
+
+    def from_bytes(self, bytes_data):
+        self._int8_model = None
+        return super().from_bytes(bytes_data)
+
+    def _quantized(self) -> torch.nn.Module:
+        """An int8 copy of the module's LSTMs (torch dynamic quantization), built
+        on first use after the weights change: after an update (finish_update),
+        a load, or under use_params (new tensors, or in-place torch updates,
+        which torch counts in each tensor's _version)."""
+        key = [(id(p), p.data_ptr(), p._version) for p in self._model.parameters()]
+        if self._int8_model is None or self._int8_key != key:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+                quantized = torch.ao.quantization.quantize_dynamic(
+                    copy.deepcopy(self._model), {torch.nn.LSTM}, dtype=torch.qint8
+                )
+            self._int8_model, self._int8_key = quantized.eval(), key
+        return self._int8_model
 
 
 def _pad(model: Model, Xs: List[Floats2d], width: int) -> Tuple[Any, List[int]]:
