@@ -177,7 +177,7 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         "",
         f"Written by `python scripts/benchmark_accuracy.py` on {time.strftime('%Y-%m-%d')}. Machine: {machine_description()}.",
         f"Each run had {runs[0]['threads']} torch/BLAS thread(s), with another training run beside it on the 2 cores; "
-        f"time budget per run: {args.time_budget or 'none'} min. Model selection on dev (spaCy's model-best), "
+        f"time budget per run: {f'{args.time_budget:g} min' if args.time_budget else 'none'}. Model selection on dev (spaCy's model-best), "
         "scores on test. Entity-level P/R/F1, exact span and type, scored on the gold CoNLL tokens with whole "
         "documents in (`spacy_rnn_ner.evaluation.evaluate_gold_tokens`), the same way for both systems.",
         "",

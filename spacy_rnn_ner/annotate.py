@@ -184,7 +184,8 @@ def annotate(
     strict: stop at the first bad input line instead of writing an error record.
     dask_address: a Dask scheduler address ("tcp://host:8786"), or "local:N"
         for a local cluster of N worker processes; each worker loads the
-        pipeline once and annotates partitions of `partition_size` documents.
+        pipeline once and annotates partitions of `partition_size` documents
+        (rounded up to a whole number of batches).
     progress: show a progress bar (default: only when stderr is a terminal).
     """
     input_path, output_path = Path(input_path), Path(output_path)
@@ -296,16 +297,31 @@ def annotate_partition(
 
 
 def _partitions(records: Iterable[Record], size: int) -> Iterator[Tuple[List[Record], Optional[bytes]]]:
-    it = iter(records)
-    while True:
-        part = list(islice(it, size))
-        if not part:
-            return
-        docs = [r.doc for r in part if r.doc is not None and r.error is None]
-        payload = DocBin(docs=docs, store_user_data=True).to_bytes() if docs else None
-        for r in part:
-            r.doc = None  # Docs do not pickle cheaply; they travel in the DocBin
-        yield part, payload
+    """Cut the records into partitions of `size` readable records (error records ride along).
+
+    With `size` a multiple of the batch size, each worker's nlp.pipe batches
+    hold exactly the docs of the single-process run's batches, so even the
+    last digits of the confidences match (they depend slightly on which docs
+    share a batch).
+    """
+    part: List[Record] = []
+    n_good = 0
+    for record in records:
+        part.append(record)
+        n_good += record.error is None
+        if n_good == size:
+            yield _payload(part)
+            part, n_good = [], 0
+    if part:
+        yield _payload(part)
+
+
+def _payload(part: List[Record]) -> Tuple[List[Record], Optional[bytes]]:
+    docs = [r.doc for r in part if r.doc is not None and r.error is None]
+    payload = DocBin(docs=docs, store_user_data=True).to_bytes() if docs else None
+    for r in part:
+        r.doc = None  # Docs do not pickle cheaply; they travel in the DocBin
+    return part, payload
 
 
 def _dask_outputs(
@@ -337,7 +353,8 @@ def _dask_outputs(
             for record, words, doc in zip(dicts, n_words, doc_list):
                 yield Output(record=record, doc=doc, n_words=words, error=error_text(record))
 
-        for part, payload in _partitions(records, partition_size):
+        size = max(1, -(-partition_size // batch_size)) * batch_size  # a whole number of batches
+        for part, payload in _partitions(records, size):
             in_flight.append(
                 client.submit(annotate_partition, model, part, payload, batch_size, include_text, want_docs, pure=False)
             )

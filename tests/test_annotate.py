@@ -240,16 +240,16 @@ def test_dask_local_cluster_matches_single_process(pipeline_dir, tmp_path):
     lines = [json.dumps({"text": t, "meta": {"n": i}}) for i, t in enumerate(corpus(150))]
     lines.insert(40, "{broken")
     src = write_lines(tmp_path / "in.jsonl", lines)
-    single = annotate_to(pipeline_dir, src, tmp_path / "single.jsonl")
+    single = annotate_to(pipeline_dir, src, tmp_path / "single.jsonl", batch_size=8)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         assert len(cluster.workers) == 2
         via_dask = annotate_to(
-            pipeline_dir, src, tmp_path / "dask.jsonl", dask_address=cluster.scheduler_address, partition_size=20
+            pipeline_dir, src, tmp_path / "dask.jsonl", dask_address=cluster.scheduler_address, partition_size=20, batch_size=8
         )
         assert via_dask.read_bytes() == single.read_bytes()
-        annotate_to(pipeline_dir, src, tmp_path / "dask.spacy", dask_address=cluster.scheduler_address, partition_size=20)
+        annotate_to(pipeline_dir, src, tmp_path / "dask.spacy", dask_address=cluster.scheduler_address, partition_size=20, batch_size=8)
     nlp = spacy.blank("en")
     docs = list(DocBin().from_disk(tmp_path / "dask.spacy").get_docs(nlp.vocab))
     assert len(docs) == len(lines) and "error" in docs[40].user_data
@@ -295,3 +295,13 @@ def test_console_script_is_installed():
     assert script.exists(), "pip install -e . should install the spacy_rnn_ner console script"
     result = subprocess.run([str(script), "annotate", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--resume" in result.stdout and "--dask" in result.stdout
+
+
+def test_partitions_hold_whole_batches_of_readable_records():
+    from spacy_rnn_ner.annotate import _partitions
+    from spacy_rnn_ner.annotate_io import Record
+
+    records = [Record(index=i, text="x", error="bad" if i in (3, 4, 30) else None) for i in range(50)]
+    parts = [part for part, _ in _partitions(records, 16)]
+    assert [sum(r.error is None for r in part) for part in parts] == [16, 16, 15]
+    assert [r.index for part in parts for r in part] == list(range(50))
