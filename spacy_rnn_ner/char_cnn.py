@@ -80,7 +80,7 @@ def _forward(model: Model, docs: List[Doc], is_train: bool):
     which = conv.argmax(axis=1)  # (N, nO)
     rows, filters = xp.arange(N)[:, None], xp.arange(nO)[None, :]  # plain indexing works on numpy and cupy
     pooled = conv[rows, which, filters]
-    out = _split(ops, pooled, docs)
+    out = ops.unflatten(pooled, numpy.array([len(doc) for doc in docs], dtype="i"))
 
     def backprop(d_out: List[Floats2d]) -> List:
         d_pooled = xp.concatenate([d for d in d_out if len(d)]) if N else ops.alloc2f(0, nO)
@@ -101,12 +101,4 @@ def _forward(model: Model, docs: List[Doc], is_train: bool):
         return []
 
     return out, backprop
-
-
-def _split(ops, rows: Floats2d, docs: List[Doc]) -> List[Floats2d]:
-    out, start = [], 0
-    for doc in docs:
-        out.append(rows[start : start + len(doc)])
-        start += len(doc)
-    return out
 

@@ -14,12 +14,15 @@ computation up to float rounding; training always uses the layer-by-layer path.
 """
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.model import deserialize_attr, serialize_attr
 from thinc.layers.chain import forward as chain_forward
 from thinc.layers.chain import init as chain_init
 from thinc.types import Floats2d
+
+from .model import output_width
 
 class PlanCache:
     """The mixed tables for the current weights, kept in the layer's attrs.
@@ -123,7 +126,7 @@ def build_plan(model: Model) -> Optional[Dict[str, Any]]:
     rows = 0
     col = 0
     for part in concat.layers:
-        width = _part_width(part)
+        width = output_width(part)
         if width is None:
             return None
         W_part = W[:, col : col + width]
@@ -163,12 +166,6 @@ def build_plan(model: Model) -> Optional[Dict[str, Any]]:
         "nP": nP,
         "layernorm": layernorm,
     }
-
-
-def _part_width(part: Model) -> Optional[int]:
-    from .model import output_width
-
-    return output_width(part)
 
 
 def _hash_part(part: Model) -> Optional[List[Model]]:
@@ -215,8 +212,4 @@ def _fused_predict(model: Model, plan: Dict[str, Any], docs: List[Doc]) -> List[
     best, _ = ops.maxout(ops.reshape3f(pre, n, width, plan["nP"]))
     if plan["layernorm"] is not None:
         best = plan["layernorm"].predict(best)
-    out, start = [], 0
-    for length in lengths:
-        out.append(best[start : start + length])
-        start += length
-    return out
+    return ops.unflatten(best, numpy.array(lengths, dtype="i"))

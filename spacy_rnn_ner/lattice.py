@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
-from .tag_scheme import IMPOSSIBLE, length_groups
+from .tag_scheme import IMPOSSIBLE, length_groups, rows_ending_at
 
 
 def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
@@ -152,9 +152,7 @@ def _scaled_recursions(
 
         end_p = numpy.exp(end)
         bwd[:, max_len - 1] = end_p
-        ends_at = {}
-        for row, t in enumerate(last):
-            ends_at.setdefault(int(t), []).append(row)
+        ends_at = rows_ending_at(last)
         for t in range(max_len - 2, -1, -1):
             b = bwd[:, t]
             numpy.multiply(prob[:, t + 1], bwd[:, t + 1], out=b)

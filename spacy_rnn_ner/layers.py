@@ -42,7 +42,6 @@ class AveragingPyTorchShim(PyTorchShim):
             self._model.load_state_dict(backup)
             self._int8_model = None
 
-
     # Set by the rnn_tagger component (its int8_inference setting).
     int8 = False
     _int8_model: Any = None

@@ -153,6 +153,15 @@ def length_groups(lengths: Sequence[int]) -> List[List[int]]:
     return groups
 
 
+def rows_ending_at(last: Sequence[int]) -> Dict[int, List[int]]:
+    """Position -> the rows whose last token is there (for batched recursions that
+    start or finish each row at its own length)."""
+    ends: Dict[int, List[int]] = {}
+    for row, t in enumerate(last):
+        ends.setdefault(int(t), []).append(row)
+    return ends
+
+
 class ConstrainedDecoder:
     """Exact Viterbi search for the best valid tag sequence.
 
@@ -201,9 +210,7 @@ class ConstrainedDecoder:
         delta = padded[:, 0] + self.start
         final = numpy.empty((len(group), n_tags), dtype="f")
         done_at = glens - 1
-        ends_at: Dict[int, List[int]] = {}
-        for row, t in enumerate(done_at):
-            ends_at.setdefault(int(t), []).append(row)
+        ends_at = rows_ending_at(done_at)
         trans = self.trans[None, :, :]
         for t in range(max_len):
             if t > 0:
