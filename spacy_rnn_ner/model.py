@@ -6,6 +6,7 @@ from spacy.util import registry
 from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
+from .doc_memory import with_memory
 from .layers import PackedBiLSTMLayer
 
 
@@ -39,24 +40,30 @@ CONTEXTS = ("doc", "sentence")
 
 
 def ContextualEncoder(
-    embed: Model[List[Doc], List[Floats2d]], encoder: Model[List[Floats2d], List[Floats2d]], context: str
+    embed: Model[List[Doc], List[Floats2d]],
+    encoder: Model[List[Floats2d], List[Floats2d]],
+    context: str,
+    doc_memory: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each doc, then run the encoder over whole docs or over each sentence.
 
     With context = "doc" the LSTM reads across sentence boundaries (a CoNLL
     document is one news story). With "sentence" it restarts at every
     sentence start the doc carries (docs without sentence boundaries are
-    one sentence).
+    one sentence). With doc_memory, each row is followed by the mean row of
+    the other occurrences of the same word in the doc (see doc_memory.py),
+    which doubles the output width.
     """
     if context not in CONTEXTS:
         raise ValueError(f"[rnn_tagger] context must be one of {CONTEXTS}, got {context!r}.")
+    width = encoder.get_dim("nO")
     return Model(
         "contextual_encoder",
         _contextual_forward,
         init=_contextual_init,
         layers=[embed, encoder],
-        attrs={"context": context},
-        dims={"nO": encoder.get_dim("nO")},
+        attrs={"context": context, "doc_memory": doc_memory},
+        dims={"nO": 2 * width if doc_memory else width},
     )
 
 
@@ -71,6 +78,14 @@ def _sentence_lengths(doc: Doc) -> List[int]:
 
 
 def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
+    Ys, backprop = _encode(model, docs, is_train)
+    if not model.attrs.get("doc_memory", False):
+        return Ys, backprop
+    out, backprop_memory = with_memory(model.ops.xp, Ys, docs)
+    return out, lambda dOut: backprop(backprop_memory(dOut))
+
+
+def _encode(model: Model, docs: List[Doc], is_train: bool):
     embed, encoder = model.layers
     Xs, backprop_embed = embed(docs, is_train)
     if model.attrs["context"] == "doc":
@@ -105,7 +120,9 @@ def _join(model: Model, pieces: List[Floats2d], splits: List[List[int]], width: 
     return out
 
 
-def _encoder(embed: Model, hidden_width: int, depth: int, dropout: float, context: str) -> Model:
+def _encoder(
+    embed: Model, hidden_width: int, depth: int, dropout: float, context: str, doc_memory: bool = False
+) -> Model:
     width = output_width(embed)
     if width is None:
         raise ValueError(
@@ -114,7 +131,7 @@ def _encoder(embed: Model, hidden_width: int, depth: int, dropout: float, contex
             "(spacy.MultiHashEmbed.v2, spacy.CharacterEmbed.v2, spacy.Tok2VecListener.v1, "
             "spacy_rnn_ner.FeatureEmbed.v1)."
         )
-    return ContextualEncoder(embed, PackedBiLSTMLayer(width, hidden_width, depth, dropout), context)
+    return ContextualEncoder(embed, PackedBiLSTMLayer(width, hidden_width, depth, dropout), context, doc_memory)
 
 
 def _set_refs(model: Model, embed: Model, encoder: Model, output: Model) -> None:
@@ -143,8 +160,14 @@ def build_bilstm_tagger(
     nO: number of tags; inferred from the labels at initialization when None.
     context: "doc" runs the LSTM over whole docs, "sentence" over each sentence.
     """
-    encoder = _encoder(embed, hidden_width, depth, dropout, context)
-    output = Softmax_v2(nO=nO, nI=2 * hidden_width)
+    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory=False)
+
+
+def _softmax_tagger(
+    embed: Model, hidden_width: int, depth: int, dropout: float, nO: Optional[int], context: str, doc_memory: bool
+) -> Model[List[Doc], List[Floats2d]]:
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory)
+    output = Softmax_v2(nO=nO, nI=encoder.get_dim("nO"))
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output))
     _set_refs(model, embed, encoder, output)
     return model
@@ -184,10 +207,46 @@ def build_bilstm_crf_tagger(
     learned transition scores, trained with the forward algorithm and decoded
     with Viterbi under the tag scheme's constraints. Arguments as BiLSTMTagger.v1.
     """
-    encoder = _encoder(embed, hidden_width, depth, dropout, context)
-    output = Linear(nO=nO, nI=2 * hidden_width)
+    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory=False)
+
+
+def _crf_tagger(
+    embed: Model, hidden_width: int, depth: int, dropout: float, nO: Optional[int], context: str, doc_memory: bool
+) -> Model[List[Doc], List[Floats2d]]:
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory)
+    output = Linear(nO=nO, nI=encoder.get_dim("nO"))
     crf = CRFTransitions(nO)
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output), crf)
     _set_refs(model, embed, encoder, output)
     model.set_ref("crf", crf)
     return model
+
+
+# v2 adds `doc_memory`; v1 keeps its signature and behaviour.
+@registry.architectures("spacy_rnn_ner.BiLSTMTagger.v2")
+def build_bilstm_tagger_v2(
+    embed: Model[List[Doc], List[Floats2d]],
+    hidden_width: int = 128,
+    depth: int = 1,
+    dropout: float = 0.2,
+    nO: Optional[int] = None,
+    context: str = "doc",
+    doc_memory: bool = True,
+) -> Model[List[Doc], List[Floats2d]]:
+    """BiLSTMTagger.v1 plus `doc_memory`: each token also sees the mean LSTM
+    state of the other occurrences of its (lower-case) word in the doc."""
+    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory)
+
+
+@registry.architectures("spacy_rnn_ner.BiLSTMCRFTagger.v2")
+def build_bilstm_crf_tagger_v2(
+    embed: Model[List[Doc], List[Floats2d]],
+    hidden_width: int = 128,
+    depth: int = 1,
+    dropout: float = 0.2,
+    nO: Optional[int] = None,
+    context: str = "doc",
+    doc_memory: bool = True,
+) -> Model[List[Doc], List[Floats2d]]:
+    """BiLSTMCRFTagger.v1 plus `doc_memory` (see BiLSTMTagger.v2)."""
+    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory)

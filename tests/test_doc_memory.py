@@ -1,0 +1,95 @@
+"""Document memory (the v2 architectures): the averaging, its gradient, and
+that a token's scores depend on the other mentions of its word in the doc."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import fix_random_seed
+
+from spacy_rnn_ner.doc_memory import mean_of_others, word_groups
+
+from .conftest import SMALL_MODEL, blank_with_tagger, make_examples, train_tagger
+
+
+def test_mean_of_others_values():
+    H = numpy.arange(12, dtype="f").reshape(6, 2)
+    groups = numpy.array([0, 1, 0, 2, 0, 1])
+    M, _ = mean_of_others(numpy, H, groups)
+    numpy.testing.assert_allclose(M[0], (H[2] + H[4]) / 2)
+    numpy.testing.assert_allclose(M[1], H[5])
+    numpy.testing.assert_allclose(M[3], 0.0)  # a word seen once has no memory
+
+
+def test_mean_of_others_gradient_matches_finite_differences():
+    rng = numpy.random.default_rng(0)
+    H = rng.normal(size=(7, 3))
+    groups = numpy.array([0, 1, 0, 2, 0, 1, 3])
+    dM = rng.normal(size=(7, 3))
+    M, backprop = mean_of_others(numpy, H, groups)
+    numeric = numpy.zeros_like(H)
+    eps = 1e-6
+    for i in range(H.shape[0]):
+        for j in range(H.shape[1]):
+            shifted = H.copy()
+            shifted[i, j] += eps
+            numeric[i, j] = ((mean_of_others(numpy, shifted, groups)[0] - M) * dM).sum() / eps
+    numpy.testing.assert_allclose(backprop(dM), numeric, atol=1e-5)
+
+
+def test_word_groups_ignore_case_and_handle_empty_docs():
+    vocab = spacy.blank("en").vocab
+    groups = word_groups(Doc(vocab, words=["PARIS", "in", "Paris", "paris", "Lyon"]))
+    assert groups[0] == groups[2] == groups[3]
+    assert len({groups[0], groups[1], groups[4]}) == 3
+    assert word_groups(Doc(vocab, words=[])).shape == (0,)
+
+
+def _model(architecture, **extra):
+    cfg = dict(SMALL_MODEL, **{"@architectures": architecture, "nO": 5, "dropout": 0.0, "context": "sentence"}, **extra)
+    return registry.resolve({"model": cfg})["model"]
+
+
+def _sentences(vocab, first, second):
+    words = first + second
+    starts = [i in (0, len(first)) for i in range(len(words))]
+    return Doc(vocab, words=words, sent_starts=starts)
+
+
+@pytest.mark.parametrize("architecture", ["spacy_rnn_ner.BiLSTMTagger.v2", "spacy_rnn_ner.BiLSTMCRFTagger.v2"])
+def test_memory_carries_other_mentions_across_sentences(architecture):
+    """With sentence context the LSTM restarts at each sentence, so only the
+    memory can make 'Freiburg' in the first sentence depend on the second."""
+    vocab = spacy.blank("en").vocab
+    a = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "coach", "said", "so", "."])
+    b = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "fans", "left", "early", "."])
+    for memory, should_differ in ((True, True), (False, False)):
+        fix_random_seed(0)
+        model = _model(architecture, doc_memory=memory)
+        model.initialize(X=[a, b])
+        output = model.get_ref("output")
+        output.set_param("W", numpy.random.default_rng(0).normal(0, 0.5, output.get_param("W").shape).astype("f"))
+        Ya, Yb = model.predict([a, b])
+        first_sentence_same = numpy.allclose(Ya[:3], Yb[:3])
+        assert first_sentence_same != should_differ
+        assert model.get_ref("output").get_dim("nI") == (4 if memory else 2) * SMALL_MODEL["hidden_width"]
+
+
+def test_v1_architectures_do_not_take_doc_memory():
+    with pytest.raises(Exception, match="doc_memory"):
+        _model("spacy_rnn_ner.BiLSTMCRFTagger.v1", doc_memory=True)
+
+
+def test_memory_tagger_trains_and_round_trips():
+    model_cfg = dict(SMALL_MODEL, **{"@architectures": "spacy_rnn_ner.BiLSTMCRFTagger.v2"})
+    nlp = blank_with_tagger(model=model_cfg)
+    examples = make_examples(nlp)
+    train_tagger(nlp, examples, n_iter=60)
+    scores = nlp.evaluate(examples)
+    assert scores["ents_f"] > 0.9
+    restored = spacy.util.load_model_from_config(nlp.config, auto_fill=False)
+    restored.from_bytes(nlp.to_bytes())
+    text = "Angela Moreau flew from Lyon to Frankfurt . Angela Moreau met Siemens ."
+    expected = [(e.text, e.label_) for e in nlp(text).ents]
+    assert expected
+    assert [(e.text, e.label_) for e in restored(text).ents] == expected
