@@ -53,8 +53,16 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
         rows["no cluster case fallback"] = {f"{EMBED}.cluster_case_fallback": False}
     if model.get("context", "doc") == "doc":
         rows["sentence context only"] = {"components.rnn_tagger.model.context": "sentence"}
-    if model["@architectures"] == "spacy_rnn_ner.BiLSTMCRFTagger.v1":
-        rows["softmax instead of CRF"] = {"components.rnn_tagger.model.@architectures": "spacy_rnn_ner.BiLSTMTagger.v1"}
+    else:
+        rows["whole-doc context instead of sentences"] = {"components.rnn_tagger.model.context": "doc"}
+    architecture = model["@architectures"]
+    if architecture.endswith(".v2") and model.get("doc_memory", True):
+        rows["no document memory"] = {"components.rnn_tagger.model.doc_memory": False}
+    if architecture.startswith("spacy_rnn_ner.BiLSTMCRFTagger."):
+        softmax = architecture.replace("BiLSTMCRFTagger", "BiLSTMTagger")
+        rows["softmax instead of CRF"] = {"components.rnn_tagger.model.@architectures": softmax}
+    if config["components"]["rnn_tagger"].get("threshold", 0.0) > 0:
+        rows["no confidence threshold"] = {"components.rnn_tagger.threshold": 0.0}
     return rows
 
 
