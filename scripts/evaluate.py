@@ -4,10 +4,13 @@ as JSON.
 
     python scripts/evaluate.py MODEL DATA.spacy [--output scores.json]
                                [--displacy-path DIR] [--displacy-limit 25]
+                               [--drop-sentences] [--exclude sentencizer]
 
 `spacy evaluate` (also run by project.yml) re-tokenises the text, so tokens
 spaCy splits differently from the gold count as errors; this script does not.
-Its --displacy-path renders entities only for spaCy's own `ner` factory, so
+--drop-sentences removes the gold sentence starts (the pipeline's own
+sentencizer, if any, then sets them, as for raw text); --exclude leaves
+pipeline components out. Its --displacy-path renders entities only for spaCy's own `ner` factory, so
 the displaCy page of our predictions is written here (DIR/entities.html).
 """
 import argparse
@@ -41,10 +44,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="write the scores here as JSON")
     parser.add_argument("--displacy-path", type=Path, default=None, help="write DIR/entities.html of the predictions")
     parser.add_argument("--displacy-limit", type=int, default=25, help="documents to render")
+    parser.add_argument("--drop-sentences", action="store_true", help="score without the gold sentence starts")
+    parser.add_argument("--exclude", nargs="*", default=[], help="pipeline components to leave out")
     args = parser.parse_args()
-    nlp = spacy.load(args.model)
-    scores = evaluate_gold_tokens(nlp, args.data)
-    print(f"{args.data}: {scores['n_docs']} documents, {scores['n_words']:,} tokens (gold tokens, whole documents)")
+    nlp = spacy.load(args.model, exclude=args.exclude)
+    scores = evaluate_gold_tokens(nlp, args.data, sentences=not args.drop_sentences)
+    sents = "no sentence starts given" if args.drop_sentences else "gold sentence starts"
+    print(f"{args.data}: {scores['n_docs']} documents, {scores['n_words']:,} tokens (gold tokens, whole documents, {sents})")
     print(format_table(scores))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

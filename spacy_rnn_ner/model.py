@@ -1,4 +1,5 @@
 """Registered thinc architectures: embed >> packed BiLSTM >> softmax over tags."""
+import warnings
 from typing import List, Optional
 
 from spacy.tokens import Doc
@@ -72,7 +73,19 @@ def _contextual_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Non
     model.layers[1].initialize()
 
 
+# Longer docs without sentence boundaries get a warning under context = "sentence".
+UNSPLIT_WARNING_LENGTH = 100
+
+
 def _sentence_lengths(doc: Doc) -> List[int]:
+    if len(doc) > UNSPLIT_WARNING_LENGTH and not doc.has_annotation("SENT_START"):
+        warnings.warn(
+            f"[rnn_tagger] A doc of {len(doc)} tokens has no sentence boundaries, so the "
+            "model (context = \"sentence\") reads it as one sentence, which costs accuracy. "
+            "Add spaCy's \"sentencizer\" (or a parser or senter) before rnn_tagger in the "
+            "pipeline, or give the docs sentence starts.",
+            stacklevel=2,
+        )
     starts = [i for i, token in enumerate(doc) if i == 0 or token.is_sent_start]
     return [end - start for start, end in zip(starts, starts[1:] + [len(doc)])] if len(doc) else []
 

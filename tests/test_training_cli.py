@@ -54,7 +54,7 @@ def test_train_default_config_and_load_in_fresh_process(demo_corpus, tmp_path):
     assert "ENTS_F" in log
     assert (tmp_path / "out" / "model-best" / "rnn_tagger" / "model").exists()
     names, n_tokens = load_and_tag(tmp_path / "out" / "model-best")
-    assert names == ["rnn_tagger"] and n_tokens == 8
+    assert names == ["sentencizer", "rnn_tagger"] and n_tokens == 8
 
 
 def test_train_with_shared_tok2vec_listener(demo_corpus, tmp_path):
