@@ -11,6 +11,7 @@ from typing import Callable, List, Tuple
 
 import numpy
 from spacy.tokens import Doc
+from thinc.backends import get_array_ops
 from thinc.types import Floats2d
 
 
@@ -30,9 +31,11 @@ def mean_of_others(xp, H: Floats2d, groups: numpy.ndarray) -> Tuple[Floats2d, Ca
     counts = xp.bincount(g, minlength=n_groups) if groups.size else xp.zeros((0,), dtype="int64")
     weight = (1.0 / xp.maximum(counts - 1, 1)).astype(H.dtype)[g][:, None]
 
+    ops = get_array_ops(H)
+
     def group_sum(X: Floats2d) -> Floats2d:
         sums = xp.zeros((n_groups, X.shape[1]), dtype=X.dtype)
-        xp.add.at(sums, g, X)
+        ops.scatter_add(sums, g, X)  # numpy's add.at; cupyx.scatter_add on GPU
         return sums[g]
 
     M = weight * (group_sum(H) - H)
