@@ -1,5 +1,7 @@
 """Document memory (the v2 architectures): the averaging, its gradient, and
 that a token's scores depend on the other mentions of its word in the doc."""
+import warnings
+
 import numpy
 import pytest
 import spacy
@@ -93,3 +95,18 @@ def test_memory_tagger_trains_and_round_trips():
     expected = [(e.text, e.label_) for e in nlp(text).ents]
     assert expected
     assert [(e.text, e.label_) for e in restored(text).ents] == expected
+
+
+def test_sentence_context_warns_on_long_docs_without_sentence_starts():
+    vocab = spacy.blank("en").vocab
+    fix_random_seed(0)
+    model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2")
+    words = ["Freiburg", "won", "."] * 40
+    unsplit = Doc(vocab, words=words)
+    split = Doc(vocab, words=words, sent_starts=[i % 3 == 0 for i in range(len(words))])
+    model.initialize(X=[split])
+    with pytest.warns(UserWarning, match=r"rnn_tagger.*no sentence boundaries.*sentencizer"):
+        model.predict([unsplit])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([split, Doc(vocab, words=["Short", "doc"])])
