@@ -79,4 +79,4 @@ def test_demo_workflow_and_package_install(tmp_path):
     )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "['rnn_tagger']" in out.stdout
+    assert "['sentencizer', 'rnn_tagger']" in out.stdout
