@@ -48,6 +48,8 @@ def ContextualEncoder(
     encoder: Model[List[Floats2d], List[Floats2d]],
     context: str,
     doc_memory: bool = False,
+    memory_encoder: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
+    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each doc, then run the encoder over whole docs or over each sentence.
 
@@ -56,24 +58,38 @@ def ContextualEncoder(
     sentence start the doc carries (docs without sentence boundaries are
     one sentence). With doc_memory, each row is followed by the mean row of
     the other occurrences of the same word in the doc (see doc_memory.py),
-    which doubles the output width.
+    which doubles the output width. A memory_encoder (a second BiLSTM) then
+    reads those [state, memory] rows in the same context, so that what the
+    other mentions of a word say reaches its neighbours too; its rows are
+    appended to the output. With doc_mean (which needs doc_memory) the mean
+    row of the whole doc follows as well.
     """
     if context not in CONTEXTS:
         raise ValueError(f"[rnn_tagger] context must be one of {CONTEXTS}, got {context!r}.")
+    if memory_encoder is not None and not doc_memory:
+        raise ValueError("[rnn_tagger] memory_lstm_width needs doc_memory = true.")
+    if doc_mean and not doc_memory:
+        raise ValueError("[rnn_tagger] doc_mean needs doc_memory = true.")
     width = encoder.get_dim("nO")
+    nO = (3 if doc_mean else 2) * width if doc_memory else width
+    layers = [embed, encoder]
+    if memory_encoder is not None:
+        layers.append(memory_encoder)
+        nO += memory_encoder.get_dim("nO")
     return Model(
         "contextual_encoder",
         _contextual_forward,
         init=_contextual_init,
-        layers=[embed, encoder],
-        attrs={"context": context, "doc_memory": doc_memory},
-        dims={"nO": 2 * width if doc_memory else width},
+        layers=layers,
+        attrs={"context": context, "doc_memory": doc_memory, "doc_mean": doc_mean},
+        dims={"nO": nO},
     )
 
 
 def _contextual_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     model.layers[0].initialize(X=X)
-    model.layers[1].initialize()
+    for layer in model.layers[1:]:
+        layer.initialize()
 
 
 # Longer docs without sentence boundaries get a warning under context = "sentence".
@@ -99,37 +115,53 @@ def _sentence_lengths(doc: Doc) -> List[int]:
 
 
 def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
-    Ys, backprop = _encode(model, docs, is_train)
-    if not model.attrs.get("doc_memory", False):
-        return Ys, backprop
-    out, backprop_memory = with_memory(model.ops.xp, Ys, docs)
-    return out, lambda dOut: backprop(backprop_memory(dOut))
-
-
-def _encode(model: Model, docs: List[Doc], is_train: bool):
-    embed, encoder = model.layers
+    embed, encoder = model.layers[:2]
+    splits = None if model.attrs["context"] == "doc" else [_sentence_lengths(doc) for doc in docs]
     Xs, backprop_embed = embed(docs, is_train)
-    if model.attrs["context"] == "doc":
-        if not is_train:
-            return _predict_by_length(encoder, Xs), backprop_embed
-        Ys, backprop_encoder = encoder(Xs, is_train)
+    Ys, backprop_encoder = _run_in_context(model, encoder, Xs, splits, is_train)
+    if not model.attrs.get("doc_memory", False):
         return Ys, lambda dYs: backprop_embed(backprop_encoder(dYs))
     xp = model.ops.xp
-    splits = [_sentence_lengths(doc) for doc in docs]
+    Ms, backprop_memory = with_memory(xp, Ys, docs, model.attrs.get("doc_mean", False))
+    if len(model.layers) < 3:
+        return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
+    Zs, backprop_second = _run_in_context(model, model.layers[2], Ms, splits, is_train)
+    out = [xp.hstack([M, Z]) for M, Z in zip(Ms, Zs)]
+    width = model.layers[2].get_dim("nI")
+
+    def backprop(dOut: List[Floats2d]) -> List[Floats2d]:
+        dZs = [xp.ascontiguousarray(d[:, width:]) for d in dOut]
+        dMs = [d[:, :width] + dM for d, dM in zip(dOut, backprop_second(dZs))]
+        return backprop_embed(backprop_encoder(backprop_memory(dMs)))
+
+    return out, backprop
+
+
+def _run_in_context(
+    model: Model, encoder: Model, Xs: List[Floats2d], splits: Optional[List[List[int]]], is_train: bool
+):
+    """The encoder over each doc's rows (splits None) or over each sentence's."""
+    if splits is None:
+        if not is_train:
+            return _predict_by_length(encoder, Xs), _no_backprop
+        return encoder(Xs, is_train)
+    xp = model.ops.xp
     pieces = [piece for X, lengths in zip(Xs, splits) for piece in _split(xp, X, lengths)]
     if not is_train:
-        Ys = _join(model, _predict_by_length(encoder, pieces), splits, encoder.get_dim("nO"))
-        return Ys, backprop_embed
+        return _join(model, _predict_by_length(encoder, pieces), splits, encoder.get_dim("nO")), _no_backprop
     Y_pieces, backprop_encoder = encoder(pieces, is_train)
     Ys = _join(model, Y_pieces, splits, encoder.get_dim("nO"))
-    embed_width = Xs[0].shape[1] if Xs else 0
+    in_width = encoder.get_dim("nI")
 
     def backprop(dYs: List[Floats2d]) -> List[Floats2d]:
         d_pieces = [piece for dY, lengths in zip(dYs, splits) for piece in _split(xp, dY, lengths)]
-        dXs = _join(model, backprop_encoder(d_pieces), splits, embed_width)
-        return backprop_embed(dXs)
+        return _join(model, backprop_encoder(d_pieces), splits, in_width)
 
     return Ys, backprop
+
+
+def _no_backprop(dYs):
+    raise ValueError("[rnn_tagger] backprop called on a prediction (is_train=False) pass.")
 
 
 def _predict_by_length(encoder: Model, Xs: List[Floats2d]) -> List[Floats2d]:
@@ -167,7 +199,14 @@ def _join(model: Model, pieces: List[Floats2d], splits: List[List[int]], width: 
 
 
 def _encoder(
-    embed: Model, hidden_width: int, depth: int, dropout: float, context: str, doc_memory: bool = False
+    embed: Model,
+    hidden_width: int,
+    depth: int,
+    dropout: float,
+    context: str,
+    doc_memory: bool = False,
+    memory_lstm_width: int = 0,
+    doc_mean: bool = False,
 ) -> Model:
     width = output_width(embed)
     if width is None:
@@ -177,7 +216,12 @@ def _encoder(
             "(spacy.MultiHashEmbed.v2, spacy.CharacterEmbed.v2, spacy.Tok2VecListener.v1, "
             "spacy_rnn_ner.FeatureEmbed.v1)."
         )
-    return ContextualEncoder(embed, PackedBiLSTMLayer(width, hidden_width, depth, dropout), context, doc_memory)
+    encoder = PackedBiLSTMLayer(width, hidden_width, depth, dropout)
+    memory_encoder = None
+    if memory_lstm_width:
+        memory_width = (3 if doc_mean else 2) * 2 * hidden_width
+        memory_encoder = PackedBiLSTMLayer(memory_width, memory_lstm_width, 1, dropout)
+    return ContextualEncoder(embed, encoder, context, doc_memory, memory_encoder, doc_mean)
 
 
 def _set_refs(model: Model, embed: Model, encoder: Model, output: Model) -> None:
@@ -210,9 +254,17 @@ def build_bilstm_tagger(
 
 
 def _softmax_tagger(
-    embed: Model, hidden_width: int, depth: int, dropout: float, nO: Optional[int], context: str, doc_memory: bool
+    embed: Model,
+    hidden_width: int,
+    depth: int,
+    dropout: float,
+    nO: Optional[int],
+    context: str,
+    doc_memory: bool,
+    memory_lstm_width: int = 0,
+    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
-    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory)
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, doc_mean)
     output = Softmax_v2(nO=nO, nI=encoder.get_dim("nO"))
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output))
     _set_refs(model, embed, encoder, output)
@@ -257,9 +309,17 @@ def build_bilstm_crf_tagger(
 
 
 def _crf_tagger(
-    embed: Model, hidden_width: int, depth: int, dropout: float, nO: Optional[int], context: str, doc_memory: bool
+    embed: Model,
+    hidden_width: int,
+    depth: int,
+    dropout: float,
+    nO: Optional[int],
+    context: str,
+    doc_memory: bool,
+    memory_lstm_width: int = 0,
+    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
-    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory)
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, doc_mean)
     output = Linear(nO=nO, nI=encoder.get_dim("nO"))
     crf = CRFTransitions(nO)
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output), crf)
@@ -278,10 +338,12 @@ def build_bilstm_tagger_v2(
     nO: Optional[int] = None,
     context: str = "doc",
     doc_memory: bool = True,
+    memory_lstm_width: int = 0,
+    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """BiLSTMTagger.v1 plus `doc_memory`: each token also sees the mean LSTM
     state of the other occurrences of its (lower-case) word in the doc."""
-    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory)
+    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, doc_mean)
 
 
 @registry.architectures("spacy_rnn_ner.BiLSTMCRFTagger.v2")
@@ -293,6 +355,8 @@ def build_bilstm_crf_tagger_v2(
     nO: Optional[int] = None,
     context: str = "doc",
     doc_memory: bool = True,
+    memory_lstm_width: int = 0,
+    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """BiLSTMCRFTagger.v1 plus `doc_memory` (see BiLSTMTagger.v2)."""
-    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory)
+    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, doc_mean)

@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import fix_random_seed
 
-from spacy_rnn_ner.doc_memory import mean_of_others, word_groups
+from spacy_rnn_ner.doc_memory import mean_of_others, with_memory, word_groups
 
 from .conftest import SMALL_MODEL, blank_with_tagger, make_examples, train_tagger
 
@@ -110,3 +110,84 @@ def test_sentence_context_warns_on_long_docs_without_sentence_starts():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict([split, Doc(vocab, words=["Short", "doc"])])
+
+
+@pytest.mark.parametrize("memory_lstm_width", [0, 3])
+def test_memory_lstm_passes_other_mentions_to_neighbours(memory_lstm_width):
+    """'won' occurs once, so its own memory is empty: only a second BiLSTM over
+    [state, memory] lets the other mention of its neighbour 'Freiburg' reach it."""
+    vocab = spacy.blank("en").vocab
+    a = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "coach", "said", "so", "."])
+    b = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "fans", "left", "early", "."])
+    fix_random_seed(0)
+    model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", memory_lstm_width=memory_lstm_width)
+    model.initialize(X=[a, b])
+    output = model.get_ref("output")
+    assert output.get_dim("nI") == 4 * SMALL_MODEL["hidden_width"] + 2 * memory_lstm_width
+    output.set_param("W", numpy.random.default_rng(0).normal(0, 0.5, output.get_param("W").shape).astype("f"))
+    Ya, Yb = model.predict([a, b])
+    assert numpy.allclose(Ya[1], Yb[1]) == (memory_lstm_width == 0)
+
+
+def test_memory_lstm_needs_doc_memory():
+    with pytest.raises(ValueError, match="memory_lstm_width needs doc_memory"):
+        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_memory=False, memory_lstm_width=4)
+
+
+@pytest.mark.parametrize("architecture", ["spacy_rnn_ner.BiLSTMTagger.v2", "spacy_rnn_ner.BiLSTMCRFTagger.v2"])
+def test_memory_lstm_tagger_trains_and_round_trips(architecture):
+    model_cfg = dict(
+        SMALL_MODEL,
+        **{"@architectures": architecture, "context": "sentence", "memory_lstm_width": 8, "doc_mean": True},
+    )
+    nlp = blank_with_tagger(model=model_cfg)
+    examples = make_examples(nlp)
+    train_tagger(nlp, examples)
+    assert nlp.evaluate(examples)["ents_f"] > 0.9
+    restored = spacy.util.load_model_from_config(nlp.config, auto_fill=False)
+    restored.from_bytes(nlp.to_bytes())
+    text = "Angela Moreau flew from Lyon to Frankfurt . Angela Moreau met Siemens ."
+    expected = [(e.text, e.label_) for e in nlp(text).ents]
+    assert expected
+    assert [(e.text, e.label_) for e in restored(text).ents] == expected
+
+
+def test_with_memory_and_doc_mean_gradient_matches_finite_differences():
+    rng = numpy.random.default_rng(1)
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=["a", "b", "A", "c"]), Doc(vocab, words=["x"]), Doc(vocab, words=[])]
+    Ys = [rng.normal(size=(len(doc), 3)) for doc in docs]
+    out, backprop = with_memory(numpy, Ys, docs, doc_mean=True)
+    assert [o.shape for o in out] == [(4, 9), (1, 9), (0, 9)]
+    numpy.testing.assert_allclose(out[0][1, 6:], Ys[0].mean(axis=0))
+    dOut = [rng.normal(size=o.shape) for o in out]
+    dYs = backprop(dOut)
+    eps = 1e-6
+    for k, Y in enumerate(Ys):
+        for i in range(Y.shape[0]):
+            for j in range(Y.shape[1]):
+                shifted = [y.copy() for y in Ys]
+                shifted[k][i, j] += eps
+                moved = with_memory(numpy, shifted, docs, doc_mean=True)[0]
+                numeric = sum(((m - o) * d).sum() for m, o, d in zip(moved, out, dOut)) / eps
+                assert abs(numeric - dYs[k][i, j]) < 1e-4
+
+
+def test_doc_mean_lets_every_token_see_the_whole_doc():
+    vocab = spacy.blank("en").vocab
+    a = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "coach", "said", "so", "."])
+    b = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "fans", "left", "early", "."])
+    for doc_mean in (False, True):
+        fix_random_seed(0)
+        model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_mean=doc_mean)
+        model.initialize(X=[a, b])
+        output = model.get_ref("output")
+        assert output.get_dim("nI") == (6 if doc_mean else 4) * SMALL_MODEL["hidden_width"]
+        output.set_param("W", numpy.random.default_rng(0).normal(0, 0.5, output.get_param("W").shape).astype("f"))
+        Ya, Yb = model.predict([a, b])
+        assert numpy.allclose(Ya[1], Yb[1]) != doc_mean
+
+
+def test_doc_mean_needs_doc_memory():
+    with pytest.raises(ValueError, match="doc_mean needs doc_memory"):
+        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_memory=False, doc_mean=True)
