@@ -30,7 +30,11 @@ from benchmark_report import machine_description, replace_section  # noqa: E402
 from spacy_rnn_ner.conll import read_conll  # noqa: E402
 
 TYPES = ["PER", "LOC", "ORG", "MISC"]
-EMBED = "components.rnn_tagger.model.embed"
+MODEL = "components.rnn_tagger.model"
+EMBED = f"{MODEL}.embed"
+# Settings of the v2 architectures that build on doc_memory, with their "off" values.
+MEMORY_EXTRAS = {"memory_lstm_width": 0}
+MEMORY_EXTRA_ROWS = {"memory_lstm_width": "no memory LSTM (document memory at the output only)"}
 
 
 def ablations_for(config: Config) -> Dict[str, Dict]:
@@ -57,7 +61,13 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
         rows["whole-doc context instead of sentences"] = {"components.rnn_tagger.model.context": "doc"}
     architecture = model["@architectures"]
     if architecture.endswith(".v2") and model.get("doc_memory", True):
-        rows["no document memory"] = {"components.rnn_tagger.model.doc_memory": False}
+        # The memory LSTM reads the memory: it goes with it.
+        no_memory = {f"{MODEL}.doc_memory": False}
+        no_memory.update({f"{MODEL}.{key}": off for key, off in MEMORY_EXTRAS.items() if model.get(key)})
+        rows["no document memory"] = no_memory
+        for key, off in MEMORY_EXTRAS.items():
+            if model.get(key):
+                rows[MEMORY_EXTRA_ROWS[key]] = {f"{MODEL}.{key}": off}
     if architecture.startswith("spacy_rnn_ner.BiLSTMCRFTagger."):
         softmax = architecture.replace("BiLSTMCRFTagger", "BiLSTMTagger")
         rows["softmax instead of CRF"] = {"components.rnn_tagger.model.@architectures": softmax}

@@ -47,30 +47,16 @@ def mean_of_others(xp, H: Floats2d, groups: numpy.ndarray) -> Tuple[Floats2d, Ca
     return M, backprop
 
 
-def with_memory(
-    xp, Ys: List[Floats2d], docs: List[Doc], doc_mean: bool = False
-) -> Tuple[List[Floats2d], Callable]:
-    """Concatenate each doc's rows with their document memory: width doubles.
-
-    With doc_mean, the mean row of the whole doc is appended as well (width
-    triples): a summary of what the story is about, so that a row of a
-    results table, read as a sentence of its own, still knows it is sport.
-    """
+def with_memory(xp, Ys: List[Floats2d], docs: List[Doc]) -> Tuple[List[Floats2d], Callable]:
+    """Concatenate each doc's rows with their document memory: width doubles."""
     results = [mean_of_others(xp, Y, word_groups(doc)) for Y, doc in zip(Ys, docs)]
-    parts = [[Y, M] for Y, (M, _) in zip(Ys, results)]
-    if doc_mean:
-        for part, Y in zip(parts, Ys):
-            part.append(xp.broadcast_to(Y.mean(axis=0, keepdims=True), Y.shape) if len(Y) else Y)
-    out = [xp.hstack(part) for part in parts]
+    out = [xp.hstack([Y, M]) for Y, (M, _) in zip(Ys, results)]
 
     def backprop(dOut: List[Floats2d]) -> List[Floats2d]:
         dYs = []
         for dO, Y, (_, back) in zip(dOut, Ys, results):
             width = Y.shape[1]
-            dY = dO[:, :width] + back(xp.ascontiguousarray(dO[:, width : 2 * width]))
-            if doc_mean and len(Y):
-                dY += dO[:, 2 * width :].sum(axis=0, keepdims=True) / len(Y)
-            dYs.append(dY)
+            dYs.append(dO[:, :width] + back(xp.ascontiguousarray(dO[:, width:])))
         return dYs
 
     return out, backprop

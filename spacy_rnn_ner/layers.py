@@ -6,7 +6,20 @@ import warnings
 from typing import Any, Callable, Dict, List, Tuple, cast
 
 import torch
-from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.api import (
+    ArgsKwargs,
+    Maxout,
+    Model,
+    PyTorchShim,
+    PyTorchWrapper_v2,
+    chain,
+    expand_window,
+    list2ragged,
+    ragged2list,
+    torch2xp,
+    with_array,
+    xp2torch,
+)
 from thinc.types import Floats2d
 
 from .torch_modules import PackedBiLSTM
@@ -146,3 +159,32 @@ def PackedBiLSTMLayer(
     model.set_dim("nO", 2 * hidden_width)
     model.name = "packed_bilstm"
     return model
+
+
+def WindowMaxout(width: int, out_width: int, window: int, dropout: float) -> Model[List[Floats2d], List[Floats2d]]:
+    """A Maxout over each row and its `window` neighbours on either side,
+    within each sequence (a one-layer convolution): a single matrix product,
+    where a second LSTM costs a recurrence step per token, which is what
+    single-sentence latency is made of."""
+    inner = chain(
+        list2ragged(),
+        expand_window(window),
+        with_array(Maxout(out_width, width * (2 * window + 1), nP=2, normalize=True, dropout=dropout)),
+        ragged2list(),
+    )
+    return Model(
+        "window_maxout",
+        _window_forward,
+        init=lambda model, X=None, Y=None: model.layers[0].initialize(),
+        layers=[inner],
+        dims={"nI": width, "nO": out_width},
+    )
+
+
+def _window_forward(model: Model, Xs: List[Floats2d], is_train: bool):
+    if not any(len(X) for X in Xs):  # thinc's seq2col gives no columns for no rows
+        width = model.get_dim("nI")
+        return [model.ops.alloc2f(0, model.get_dim("nO")) for _ in Xs], lambda dYs: [
+            model.ops.alloc2f(0, width) for _ in dYs
+        ]
+    return model.layers[0](Xs, is_train)

@@ -10,7 +10,7 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
 from .doc_memory import with_memory
-from .layers import PackedBiLSTMLayer
+from .layers import PackedBiLSTMLayer, WindowMaxout
 from .tag_scheme import length_groups
 
 
@@ -49,7 +49,6 @@ def ContextualEncoder(
     context: str,
     doc_memory: bool = False,
     memory_encoder: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
-    doc_mean: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each doc, then run the encoder over whole docs or over each sentence.
 
@@ -61,17 +60,14 @@ def ContextualEncoder(
     which doubles the output width. A memory_encoder (a second BiLSTM) then
     reads those [state, memory] rows in the same context, so that what the
     other mentions of a word say reaches its neighbours too; its rows are
-    appended to the output. With doc_mean (which needs doc_memory) the mean
-    row of the whole doc follows as well.
+    appended to the output.
     """
     if context not in CONTEXTS:
         raise ValueError(f"[rnn_tagger] context must be one of {CONTEXTS}, got {context!r}.")
     if memory_encoder is not None and not doc_memory:
-        raise ValueError("[rnn_tagger] memory_lstm_width needs doc_memory = true.")
-    if doc_mean and not doc_memory:
-        raise ValueError("[rnn_tagger] doc_mean needs doc_memory = true.")
+        raise ValueError("[rnn_tagger] memory_lstm_width and memory_conv_width need doc_memory = true.")
     width = encoder.get_dim("nO")
-    nO = (3 if doc_mean else 2) * width if doc_memory else width
+    nO = 2 * width if doc_memory else width
     layers = [embed, encoder]
     if memory_encoder is not None:
         layers.append(memory_encoder)
@@ -81,7 +77,7 @@ def ContextualEncoder(
         _contextual_forward,
         init=_contextual_init,
         layers=layers,
-        attrs={"context": context, "doc_memory": doc_memory, "doc_mean": doc_mean},
+        attrs={"context": context, "doc_memory": doc_memory},
         dims={"nO": nO},
     )
 
@@ -122,7 +118,7 @@ def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
     if not model.attrs.get("doc_memory", False):
         return Ys, lambda dYs: backprop_embed(backprop_encoder(dYs))
     xp = model.ops.xp
-    Ms, backprop_memory = with_memory(xp, Ys, docs, model.attrs.get("doc_mean", False))
+    Ms, backprop_memory = with_memory(xp, Ys, docs)
     if len(model.layers) < 3:
         return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
     Zs, backprop_second = _run_in_context(model, model.layers[2], Ms, splits, is_train)
@@ -206,7 +202,7 @@ def _encoder(
     context: str,
     doc_memory: bool = False,
     memory_lstm_width: int = 0,
-    doc_mean: bool = False,
+    memory_conv_width: int = 0,
 ) -> Model:
     width = output_width(embed)
     if width is None:
@@ -218,10 +214,13 @@ def _encoder(
         )
     encoder = PackedBiLSTMLayer(width, hidden_width, depth, dropout)
     memory_encoder = None
+    if memory_lstm_width and memory_conv_width:
+        raise ValueError("[rnn_tagger] Set memory_lstm_width or memory_conv_width, not both.")
     if memory_lstm_width:
-        memory_width = (3 if doc_mean else 2) * 2 * hidden_width
-        memory_encoder = PackedBiLSTMLayer(memory_width, memory_lstm_width, 1, dropout)
-    return ContextualEncoder(embed, encoder, context, doc_memory, memory_encoder, doc_mean)
+        memory_encoder = PackedBiLSTMLayer(4 * hidden_width, memory_lstm_width, 1, dropout)
+    elif memory_conv_width:
+        memory_encoder = WindowMaxout(4 * hidden_width, memory_conv_width, 1, dropout)
+    return ContextualEncoder(embed, encoder, context, doc_memory, memory_encoder)
 
 
 def _set_refs(model: Model, embed: Model, encoder: Model, output: Model) -> None:
@@ -262,9 +261,9 @@ def _softmax_tagger(
     context: str,
     doc_memory: bool,
     memory_lstm_width: int = 0,
-    doc_mean: bool = False,
+    memory_conv_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
-    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, doc_mean)
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, memory_conv_width)
     output = Softmax_v2(nO=nO, nI=encoder.get_dim("nO"))
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output))
     _set_refs(model, embed, encoder, output)
@@ -317,9 +316,9 @@ def _crf_tagger(
     context: str,
     doc_memory: bool,
     memory_lstm_width: int = 0,
-    doc_mean: bool = False,
+    memory_conv_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
-    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, doc_mean)
+    encoder = _encoder(embed, hidden_width, depth, dropout, context, doc_memory, memory_lstm_width, memory_conv_width)
     output = Linear(nO=nO, nI=encoder.get_dim("nO"))
     crf = CRFTransitions(nO)
     model: Model[List[Doc], List[Floats2d]] = chain(encoder, with_array(output), crf)
@@ -339,11 +338,11 @@ def build_bilstm_tagger_v2(
     context: str = "doc",
     doc_memory: bool = True,
     memory_lstm_width: int = 0,
-    doc_mean: bool = False,
+    memory_conv_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """BiLSTMTagger.v1 plus `doc_memory`: each token also sees the mean LSTM
     state of the other occurrences of its (lower-case) word in the doc."""
-    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, doc_mean)
+    return _softmax_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, memory_conv_width)
 
 
 @registry.architectures("spacy_rnn_ner.BiLSTMCRFTagger.v2")
@@ -356,7 +355,7 @@ def build_bilstm_crf_tagger_v2(
     context: str = "doc",
     doc_memory: bool = True,
     memory_lstm_width: int = 0,
-    doc_mean: bool = False,
+    memory_conv_width: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """BiLSTMCRFTagger.v1 plus `doc_memory` (see BiLSTMTagger.v2)."""
-    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, doc_mean)
+    return _crf_tagger(embed, hidden_width, depth, dropout, nO, context, doc_memory, memory_lstm_width, memory_conv_width)

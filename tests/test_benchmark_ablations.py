@@ -39,7 +39,7 @@ def test_memory_threshold_and_sentence_rows():
     model["context"] = "sentence"
     config["components"]["rnn_tagger"]["threshold"] = 0.6
     rows = script.ablations_for(config)
-    assert rows["no document memory"] == {"components.rnn_tagger.model.doc_memory": False}
+    assert rows["no document memory"]["components.rnn_tagger.model.doc_memory"] is False
     assert rows["whole-doc context instead of sentences"] == {"components.rnn_tagger.model.context": "doc"}
     assert rows["softmax instead of CRF"] == {"components.rnn_tagger.model.@architectures": "spacy_rnn_ner.BiLSTMTagger.v2"}
     assert rows["no confidence threshold"] == {"components.rnn_tagger.threshold": 0.0}
@@ -47,3 +47,20 @@ def test_memory_threshold_and_sentence_rows():
     config["components"]["rnn_tagger"]["threshold"] = 0.0
     rows = script.ablations_for(config)
     assert "no document memory" not in rows and "no confidence threshold" not in rows
+
+
+def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
+    script = load_script()
+    config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
+    model = config["components"]["rnn_tagger"]["model"]
+    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
+    model["doc_memory"] = True
+    model["memory_lstm_width"] = 64
+    rows = script.ablations_for(config)
+    prefix = "components.rnn_tagger.model."
+    assert rows["no memory LSTM (document memory at the output only)"] == {prefix + "memory_lstm_width": 0}
+    assert rows["no document memory"] == {prefix + "doc_memory": False, prefix + "memory_lstm_width": 0}
+    model["memory_lstm_width"] = 0
+    rows = script.ablations_for(config)
+    assert not any(name.startswith("no memory LSTM") for name in rows)
+    assert rows["no document memory"] == {prefix + "doc_memory": False}

@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import fix_random_seed
 
-from spacy_rnn_ner.doc_memory import mean_of_others, with_memory, word_groups
+from spacy_rnn_ner.doc_memory import mean_of_others, word_groups
 
 from .conftest import SMALL_MODEL, blank_with_tagger, make_examples, train_tagger
 
@@ -112,34 +112,43 @@ def test_sentence_context_warns_on_long_docs_without_sentence_starts():
         model.predict([split, Doc(vocab, words=["Short", "doc"])])
 
 
-@pytest.mark.parametrize("memory_lstm_width", [0, 3])
-def test_memory_lstm_passes_other_mentions_to_neighbours(memory_lstm_width):
-    """'won' occurs once, so its own memory is empty: only a second BiLSTM over
-    [state, memory] lets the other mention of its neighbour 'Freiburg' reach it."""
+@pytest.mark.parametrize("setting,width", [("memory_lstm_width", 0), ("memory_lstm_width", 3), ("memory_conv_width", 6)])
+def test_memory_encoder_passes_other_mentions_to_neighbours(setting, width):
+    """'won' occurs once, so its own memory is empty: only a second encoder (a
+    BiLSTM or a window Maxout) over [state, memory] lets the other mention of
+    its neighbour 'Freiburg' reach it."""
     vocab = spacy.blank("en").vocab
     a = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "coach", "said", "so", "."])
     b = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "fans", "left", "early", "."])
     fix_random_seed(0)
-    model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", memory_lstm_width=memory_lstm_width)
+    model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", **{setting: width})
     model.initialize(X=[a, b])
     output = model.get_ref("output")
-    assert output.get_dim("nI") == 4 * SMALL_MODEL["hidden_width"] + 2 * memory_lstm_width
+    extra = 2 * width if setting == "memory_lstm_width" else width
+    assert output.get_dim("nI") == 4 * SMALL_MODEL["hidden_width"] + extra
     output.set_param("W", numpy.random.default_rng(0).normal(0, 0.5, output.get_param("W").shape).astype("f"))
     Ya, Yb = model.predict([a, b])
-    assert numpy.allclose(Ya[1], Yb[1]) == (memory_lstm_width == 0)
+    assert numpy.allclose(Ya[1], Yb[1]) == (width == 0)
 
 
-def test_memory_lstm_needs_doc_memory():
-    with pytest.raises(ValueError, match="memory_lstm_width needs doc_memory"):
-        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_memory=False, memory_lstm_width=4)
+def test_memory_encoders_need_doc_memory_and_exclude_each_other():
+    with pytest.raises(ValueError, match="memory_conv_width need doc_memory"):
+        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_memory=False, memory_conv_width=4)
+    with pytest.raises(ValueError, match="not both"):
+        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", memory_lstm_width=4, memory_conv_width=4)
 
 
-@pytest.mark.parametrize("architecture", ["spacy_rnn_ner.BiLSTMTagger.v2", "spacy_rnn_ner.BiLSTMCRFTagger.v2"])
-def test_memory_lstm_tagger_trains_and_round_trips(architecture):
-    model_cfg = dict(
-        SMALL_MODEL,
-        **{"@architectures": architecture, "context": "sentence", "memory_lstm_width": 8, "doc_mean": True},
-    )
+@pytest.mark.parametrize(
+    "architecture,setting",
+    [
+        ("spacy_rnn_ner.BiLSTMTagger.v2", "memory_lstm_width"),
+        ("spacy_rnn_ner.BiLSTMCRFTagger.v2", "memory_lstm_width"),
+        ("spacy_rnn_ner.BiLSTMTagger.v2", "memory_conv_width"),
+        ("spacy_rnn_ner.BiLSTMCRFTagger.v2", "memory_conv_width"),
+    ],
+)
+def test_memory_encoder_tagger_trains_and_round_trips(architecture, setting):
+    model_cfg = dict(SMALL_MODEL, **{"@architectures": architecture, "context": "sentence", setting: 8})
     nlp = blank_with_tagger(model=model_cfg)
     examples = make_examples(nlp)
     train_tagger(nlp, examples)
@@ -152,42 +161,21 @@ def test_memory_lstm_tagger_trains_and_round_trips(architecture):
     assert [(e.text, e.label_) for e in restored(text).ents] == expected
 
 
-def test_with_memory_and_doc_mean_gradient_matches_finite_differences():
-    rng = numpy.random.default_rng(1)
-    vocab = spacy.blank("en").vocab
-    docs = [Doc(vocab, words=["a", "b", "A", "c"]), Doc(vocab, words=["x"]), Doc(vocab, words=[])]
-    Ys = [rng.normal(size=(len(doc), 3)) for doc in docs]
-    out, backprop = with_memory(numpy, Ys, docs, doc_mean=True)
-    assert [o.shape for o in out] == [(4, 9), (1, 9), (0, 9)]
-    numpy.testing.assert_allclose(out[0][1, 6:], Ys[0].mean(axis=0))
-    dOut = [rng.normal(size=o.shape) for o in out]
-    dYs = backprop(dOut)
-    eps = 1e-6
-    for k, Y in enumerate(Ys):
-        for i in range(Y.shape[0]):
-            for j in range(Y.shape[1]):
-                shifted = [y.copy() for y in Ys]
-                shifted[k][i, j] += eps
-                moved = with_memory(numpy, shifted, docs, doc_mean=True)[0]
-                numeric = sum(((m - o) * d).sum() for m, o, d in zip(moved, out, dOut)) / eps
-                assert abs(numeric - dYs[k][i, j]) < 1e-4
+def test_window_maxout_stays_inside_each_sequence_and_handles_empty_ones():
+    from spacy_rnn_ner.layers import WindowMaxout
 
-
-def test_doc_mean_lets_every_token_see_the_whole_doc():
-    vocab = spacy.blank("en").vocab
-    a = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "coach", "said", "so", "."])
-    b = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "fans", "left", "early", "."])
-    for doc_mean in (False, True):
-        fix_random_seed(0)
-        model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_mean=doc_mean)
-        model.initialize(X=[a, b])
-        output = model.get_ref("output")
-        assert output.get_dim("nI") == (6 if doc_mean else 4) * SMALL_MODEL["hidden_width"]
-        output.set_param("W", numpy.random.default_rng(0).normal(0, 0.5, output.get_param("W").shape).astype("f"))
-        Ya, Yb = model.predict([a, b])
-        assert numpy.allclose(Ya[1], Yb[1]) != doc_mean
-
-
-def test_doc_mean_needs_doc_memory():
-    with pytest.raises(ValueError, match="doc_mean needs doc_memory"):
-        _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", doc_memory=False, doc_mean=True)
+    rng = numpy.random.default_rng(0)
+    layer = WindowMaxout(4, 6, 1, 0.0)
+    layer.initialize()
+    X = rng.normal(size=(5, 4)).astype("f")
+    whole = layer.predict([X])[0]
+    # the row before a sequence's end sees no row beyond it: cutting the
+    # sequence after row 3 changes rows 2 and 3 only where the window reaches
+    cut = layer.predict([X[:3], X[3:]])
+    numpy.testing.assert_allclose(cut[0][:2], whole[:2], rtol=1e-5, atol=1e-6)
+    assert not numpy.allclose(cut[0][2], whole[2])
+    empty = numpy.zeros((0, 4), dtype="f")
+    assert [y.shape for y in layer.predict([empty, X, empty])] == [(0, 6), (5, 6), (0, 6)]
+    assert [y.shape for y in layer.predict([empty])] == [(0, 6)]
+    Ys, backprop = layer([empty, X], is_train=True)
+    assert [d.shape for d in backprop([numpy.ones_like(Y) for Y in Ys])] == [(0, 4), (5, 4)]

@@ -102,3 +102,31 @@ def test_unreachable_gold_is_skipped_not_exploding():
     loss, d_scores, _ = crf_loss_and_gradients([scores, scores[:1]], [mask, mask[:1]], trans, start, end)
     assert numpy.isfinite(loss) and abs(loss) < 100
     assert numpy.abs(d_scores[0]).sum() == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 64, 128])
+def test_single_doc_scan_matches_step_by_step_recursions(n):
+    """A single short doc's forward and backward tables come from prefix
+    products (lattice._scan_recursions); they must equal the step-by-step ones."""
+    from spacy_rnn_ner.lattice import _scaled_recursions, _scan_recursions
+
+    tags, constraints, trans, start, end, _ = setup(labels=("A", "B", "C", "D"))
+    rng = numpy.random.default_rng(n)
+    emit = rng.normal(0, 4, size=(1, n, len(tags)))
+    step_alpha, step_beta = _scaled_recursions(emit, trans, start, end, numpy.array([n - 1]))
+    scan_alpha, scan_beta = _scan_recursions(emit, trans, start, end)
+    for step, scan in ((step_alpha, scan_alpha), (step_beta, scan_beta)):
+        finite = numpy.isfinite(step)
+        assert numpy.array_equal(finite, numpy.isfinite(scan))
+        numpy.testing.assert_allclose(scan[finite], step[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_single_doc_marginals_equal_those_computed_in_a_batch():
+    """One doc alone takes the scan; beside a second doc, the step-by-step path."""
+    tags, constraints, trans, start, end, _ = setup()
+    rng = numpy.random.default_rng(3)
+    doc, other = rng.normal(0, 3, size=(20, len(tags))), rng.normal(0, 3, size=(21, len(tags)))
+    alone = forward_backward([doc], trans, start, end, want_pairs=False)
+    batched = forward_backward([doc, other], trans, start, end, want_pairs=False)
+    numpy.testing.assert_allclose(alone.marginals[0], batched.marginals[0], rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(alone.log_z[0], batched.log_z[0], rtol=1e-9)
