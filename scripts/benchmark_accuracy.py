@@ -33,8 +33,11 @@ TYPES = ["PER", "LOC", "ORG", "MISC"]
 MODEL = "components.rnn_tagger.model"
 EMBED = f"{MODEL}.embed"
 # Settings of the v2 architectures that build on doc_memory, with their "off" values.
-MEMORY_EXTRAS = {"memory_lstm_width": 0}
-MEMORY_EXTRA_ROWS = {"memory_lstm_width": "no memory LSTM (document memory at the output only)"}
+MEMORY_EXTRAS = {"memory_lstm_width": 0, "memory_conv_width": 0}
+MEMORY_EXTRA_ROWS = {
+    "memory_lstm_width": "no memory LSTM (document memory at the output only)",
+    "memory_conv_width": "no memory window (document memory at the output only)",
+}
 
 
 def ablations_for(config: Config) -> Dict[str, Dict]:
@@ -61,7 +64,7 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
         rows["whole-doc context instead of sentences"] = {"components.rnn_tagger.model.context": "doc"}
     architecture = model["@architectures"]
     if architecture.endswith(".v2") and model.get("doc_memory", True):
-        # The memory LSTM reads the memory: it goes with it.
+        # The memory LSTM or window reads the memory: it goes with it.
         no_memory = {f"{MODEL}.doc_memory": False}
         no_memory.update({f"{MODEL}.{key}": off for key, off in MEMORY_EXTRAS.items() if model.get(key)})
         rows["no document memory"] = no_memory

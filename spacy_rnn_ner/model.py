@@ -10,7 +10,7 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
 from .doc_memory import with_memory
-from .layers import PackedBiLSTMLayer, WindowMaxout
+from .layers import PackedBiLSTMLayer, WindowMaxout, window_rows
 from .tag_scheme import length_groups
 
 
@@ -121,7 +121,15 @@ def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
     Ms, backprop_memory = with_memory(xp, Ys, docs)
     if len(model.layers) < 3:
         return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
-    Zs, backprop_second = _run_in_context(model, model.layers[2], Ms, splits, is_train)
+    second = model.layers[2]
+    if not is_train and second.name == "window_maxout":
+        # No padding, so no need to cut the docs into sentences: one call over
+        # all rows, with the sentences (or docs) as the window's boundaries.
+        segments = [n for lengths in splits for n in lengths] if splits is not None else [len(M) for M in Ms]
+        rows = window_rows(second, xp.concatenate(Ms) if len(Ms) > 1 else Ms[0], segments)
+        Zs = model.ops.unflatten(rows, model.ops.asarray1i([len(M) for M in Ms])) if len(Ms) > 1 else [rows]
+        return [xp.hstack([M, Z]) for M, Z in zip(Ms, Zs)], _no_backprop
+    Zs, backprop_second = _run_in_context(model, second, Ms, splits, is_train)
     out = [xp.hstack([M, Z]) for M, Z in zip(Ms, Zs)]
     width = model.layers[2].get_dim("nI")
 

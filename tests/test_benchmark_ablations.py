@@ -64,3 +64,17 @@ def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
     rows = script.ablations_for(config)
     assert not any(name.startswith("no memory LSTM") for name in rows)
     assert rows["no document memory"] == {prefix + "doc_memory": False}
+
+
+def test_memory_window_gets_its_own_row():
+    script = load_script()
+    config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
+    model = config["components"]["rnn_tagger"]["model"]
+    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
+    model["doc_memory"] = True
+    model["memory_lstm_width"] = 0
+    model["memory_conv_width"] = 64
+    rows = script.ablations_for(config)
+    prefix = "components.rnn_tagger.model."
+    assert rows["no memory window (document memory at the output only)"] == {prefix + "memory_conv_width": 0}
+    assert rows["no document memory"] == {prefix + "doc_memory": False, prefix + "memory_conv_width": 0}

@@ -179,3 +179,36 @@ def test_window_maxout_stays_inside_each_sequence_and_handles_empty_ones():
     assert [y.shape for y in layer.predict([empty])] == [(0, 6)]
     Ys, backprop = layer([empty, X], is_train=True)
     assert [d.shape for d in backprop([numpy.ones_like(Y) for Y in Ys])] == [(0, 4), (5, 4)]
+
+
+def test_window_maxout_prediction_path_equals_the_training_layers():
+    from spacy_rnn_ner.layers import WindowMaxout
+
+    rng = numpy.random.default_rng(1)
+    layer = WindowMaxout(8, 6, 1, 0.0)
+    layer.initialize()
+    Xs = [rng.normal(size=(n, 8)).astype("f") for n in (5, 0, 1, 3)]
+    predicted = layer.predict(Xs)
+    trained, _ = layer(Xs, is_train=True)
+    for a, b in zip(predicted, trained):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(layer.predict(Xs[:1])[0], trained[0], rtol=1e-5, atol=1e-6)
+
+
+def test_window_maxout_long_inputs_take_shifted_products_with_the_same_result(monkeypatch):
+    """Past WINDOW_COLUMNS_MAX_ROWS rows, prediction multiplies the rows by each
+    window offset's weights and shifts the products, instead of building the
+    column matrix; sequence boundaries must hold the same way."""
+    import spacy_rnn_ner.layers as layers
+
+    rng = numpy.random.default_rng(4)
+    layer = layers.WindowMaxout(8, 6, 1, 0.0)
+    layer.initialize()
+    maxout = layer.get_ref("maxout")
+    maxout.set_param("b", rng.normal(size=maxout.get_param("b").shape).astype("f"))
+    Xs = [rng.normal(size=(n, 8)).astype("f") for n in (5, 0, 1, 3, 7, 1)]
+    expected = layer.layers[0].predict(Xs)
+    monkeypatch.setattr(layers, "WINDOW_COLUMNS_MAX_ROWS", 0)
+    got = layer.predict(Xs)
+    for a, b in zip(got, expected):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

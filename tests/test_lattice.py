@@ -104,25 +104,25 @@ def test_unreachable_gold_is_skipped_not_exploding():
     assert numpy.abs(d_scores[0]).sum() == 0
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 64, 128])
-def test_single_doc_scan_matches_step_by_step_recursions(n):
-    """A single short doc's forward and backward tables come from prefix
-    products (lattice._scan_recursions); they must equal the step-by-step ones."""
-    from spacy_rnn_ner.lattice import _scaled_recursions, _scan_recursions
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 64, 300])
+def test_single_doc_recursions_match_the_batched_ones(n):
+    """A single doc's forward and backward tables come from a vector loop
+    (lattice._single_recursions); they must equal the batched ones."""
+    from spacy_rnn_ner.lattice import _scaled_recursions, _single_recursions
 
     tags, constraints, trans, start, end, _ = setup(labels=("A", "B", "C", "D"))
     rng = numpy.random.default_rng(n)
     emit = rng.normal(0, 4, size=(1, n, len(tags)))
-    step_alpha, step_beta = _scaled_recursions(emit, trans, start, end, numpy.array([n - 1]))
-    scan_alpha, scan_beta = _scan_recursions(emit, trans, start, end)
-    for step, scan in ((step_alpha, scan_alpha), (step_beta, scan_beta)):
-        finite = numpy.isfinite(step)
-        assert numpy.array_equal(finite, numpy.isfinite(scan))
-        numpy.testing.assert_allclose(scan[finite], step[finite], rtol=1e-9, atol=1e-9)
+    batch_alpha, batch_beta = _scaled_recursions(emit, trans, start, end, numpy.array([n - 1]))
+    one_alpha, one_beta = _single_recursions(emit, trans, start, end)
+    for batched, single in ((batch_alpha, one_alpha), (batch_beta, one_beta)):
+        finite = numpy.isfinite(batched)
+        assert numpy.array_equal(finite, numpy.isfinite(single))
+        numpy.testing.assert_allclose(single[finite], batched[finite], rtol=1e-9, atol=1e-9)
 
 
 def test_single_doc_marginals_equal_those_computed_in_a_batch():
-    """One doc alone takes the scan; beside a second doc, the step-by-step path."""
+    """One doc alone takes the vector loop; beside a second doc, the batched one."""
     tags, constraints, trans, start, end, _ = setup()
     rng = numpy.random.default_rng(3)
     doc, other = rng.normal(0, 3, size=(20, len(tags))), rng.normal(0, 3, size=(21, len(tags)))

@@ -139,3 +139,18 @@ def test_batch_decoding_equals_one_by_one():
         alone = decoder([log_probs])[0]
         assert path.tolist() == alone.tolist()
         assert len(path) == len(log_probs)
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+def test_single_doc_viterbi_equals_the_batched_loop(scheme):
+    """A doc decoded alone takes the vector loop (_decode_one); the batched
+    loop (_decode_group) must find the same path, learned transitions included."""
+    rng = numpy.random.default_rng(2)
+    tags = make_tags(["A", "B", "C"], scheme)
+    allowed, start, end = transition_constraints(tags, scheme)
+    decoder = ConstrainedDecoder(allowed, start, end, transitions=rng.normal(0, 1, allowed.shape).astype("f"))
+    for n in (1, 2, 5, 20, 90, 300):
+        scores = rng.normal(0, 3, size=(n, len(tags))).astype("f")
+        batched = [numpy.zeros(0, dtype="i")]
+        decoder._decode_group([scores], numpy.array([n]), [0], batched)
+        assert decoder([scores])[0].tolist() == batched[0].tolist()
