@@ -56,6 +56,7 @@ def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
     model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
     model["doc_memory"] = True
     model["memory_lstm_width"] = 64
+    model["memory_conv_width"] = 0
     rows = script.ablations_for(config)
     prefix = "components.rnn_tagger.model."
     assert rows["no memory LSTM (document memory at the output only)"] == {prefix + "memory_lstm_width": 0}
