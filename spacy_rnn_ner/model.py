@@ -57,8 +57,8 @@ def ContextualEncoder(
     sentence start the doc carries (docs without sentence boundaries are
     one sentence). With doc_memory, each row is followed by the mean row of
     the other occurrences of the same word in the doc (see doc_memory.py),
-    which doubles the output width. A memory_encoder (a second BiLSTM) then
-    reads those [state, memory] rows in the same context, so that what the
+    which doubles the output width. A memory_encoder (a second BiLSTM, or a
+    window Maxout) then reads those [state, memory] rows in the same context, so that what the
     other mentions of a word say reaches its neighbours too; its rows are
     appended to the output.
     """
@@ -122,7 +122,7 @@ def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
     if len(model.layers) < 3:
         return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
     second = model.layers[2]
-    if not is_train and second.name == "window_maxout":
+    if not is_train and second.name == "window_maxout" and Ms:
         # No padding, so no need to cut the docs into sentences: one call over
         # all rows, with the sentences (or docs) as the window's boundaries.
         segments = [n for lengths in splits for n in lengths] if splits is not None else [len(M) for M in Ms]

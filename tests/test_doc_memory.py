@@ -212,3 +212,14 @@ def test_window_maxout_long_inputs_take_shifted_products_with_the_same_result(mo
     got = layer.predict(Xs)
     for a, b in zip(got, expected):
         numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_memory_window_predicts_empty_batches_and_empty_docs():
+    vocab = spacy.blank("en").vocab
+    fix_random_seed(0)
+    model = _model("spacy_rnn_ner.BiLSTMCRFTagger.v2", memory_conv_width=4)
+    doc = _sentences(vocab, ["Freiburg", "won", "."], ["Freiburg", "lost", "."])
+    model.initialize(X=[doc])
+    out = model.predict([Doc(vocab, words=[]), doc, Doc(vocab, words=[])])
+    assert [len(Y) for Y in out] == [0, 6, 0]
+    assert len(model.predict([Doc(vocab, words=[])])[0]) == 0
