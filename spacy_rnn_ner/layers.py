@@ -174,7 +174,8 @@ def WindowMaxout(width: int, out_width: int, window: int, dropout: float) -> Mod
         init=lambda model, X=None, Y=None: model.layers[0].initialize(),
         layers=[inner],
         dims={"nI": width, "nO": out_width},
-        attrs={"window": window},
+        # No padding: the prediction path takes all sequences in one call.
+        attrs={"window": window, "pads_to_longest": False},
     )
     # chain(maxout, layernorm, dropout): the first two, for the prediction path
     model.set_ref("maxout", mix.layers[0].layers[0])
@@ -192,7 +193,7 @@ def _window_forward(model: Model, Xs: List[Floats2d], is_train: bool):
         return model.layers[0](Xs, is_train)
     lengths = [len(X) for X in Xs]
     Y = window_rows(model, Xs[0] if len(Xs) == 1 else model.ops.xp.concatenate(Xs), lengths)
-    return ([Y] if len(Xs) == 1 else model.ops.unflatten(Y, model.ops.asarray1i(lengths))), _no_backprop_window
+    return ([Y] if len(Xs) == 1 else model.ops.unflatten(Y, model.ops.asarray1i(lengths))), no_backprop
 
 
 def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
@@ -238,5 +239,6 @@ def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
 WINDOW_COLUMNS_MAX_ROWS = 256
 
 
-def _no_backprop_window(dYs):
+def no_backprop(dYs):
+    """The backprop callback of a prediction-only (is_train=False) pass."""
     raise ValueError("[rnn_tagger] backprop called on a prediction (is_train=False) pass.")

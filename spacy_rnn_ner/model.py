@@ -10,7 +10,7 @@ from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
 from .doc_memory import with_memory
-from .layers import PackedBiLSTMLayer, WindowMaxout, window_rows
+from .layers import PackedBiLSTMLayer, WindowMaxout, no_backprop
 from .tag_scheme import length_groups
 
 
@@ -122,16 +122,9 @@ def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
     if len(model.layers) < 3:
         return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
     second = model.layers[2]
-    if not is_train and second.name == "window_maxout" and Ms:
-        # No padding, so no need to cut the docs into sentences: one call over
-        # all rows, with the sentences (or docs) as the window's boundaries.
-        segments = [n for lengths in splits for n in lengths] if splits is not None else [len(M) for M in Ms]
-        rows = window_rows(second, xp.concatenate(Ms) if len(Ms) > 1 else Ms[0], segments)
-        Zs = model.ops.unflatten(rows, model.ops.asarray1i([len(M) for M in Ms])) if len(Ms) > 1 else [rows]
-        return [xp.hstack([M, Z]) for M, Z in zip(Ms, Zs)], _no_backprop
     Zs, backprop_second = _run_in_context(model, second, Ms, splits, is_train)
     out = [xp.hstack([M, Z]) for M, Z in zip(Ms, Zs)]
-    width = model.layers[2].get_dim("nI")
+    width = second.get_dim("nI")
 
     def backprop(dOut: List[Floats2d]) -> List[Floats2d]:
         dZs = [xp.ascontiguousarray(d[:, width:]) for d in dOut]
@@ -147,12 +140,12 @@ def _run_in_context(
     """The encoder over each doc's rows (splits None) or over each sentence's."""
     if splits is None:
         if not is_train:
-            return _predict_by_length(encoder, Xs), _no_backprop
+            return _predict_by_length(encoder, Xs), no_backprop
         return encoder(Xs, is_train)
     xp = model.ops.xp
     pieces = [piece for X, lengths in zip(Xs, splits) for piece in _split(xp, X, lengths)]
     if not is_train:
-        return _join(model, _predict_by_length(encoder, pieces), splits, encoder.get_dim("nO")), _no_backprop
+        return _join(model, _predict_by_length(encoder, pieces), splits, encoder.get_dim("nO")), no_backprop
     Y_pieces, backprop_encoder = encoder(pieces, is_train)
     Ys = _join(model, Y_pieces, splits, encoder.get_dim("nO"))
     in_width = encoder.get_dim("nI")
@@ -164,10 +157,6 @@ def _run_in_context(
     return Ys, backprop
 
 
-def _no_backprop(dYs):
-    raise ValueError("[rnn_tagger] backprop called on a prediction (is_train=False) pass.")
-
-
 def _predict_by_length(encoder: Model, Xs: List[Floats2d]) -> List[Floats2d]:
     """The encoder's outputs for Xs, run in groups of similar length.
 
@@ -177,6 +166,8 @@ def _predict_by_length(encoder: Model, Xs: List[Floats2d]) -> List[Floats2d]:
     the padding at most about as large as the tokens; the outputs are the
     same, since each sequence is run on its own (packed).
     """
+    if not encoder.attrs.get("pads_to_longest", True):  # e.g. WindowMaxout: one call
+        return encoder.predict(Xs)
     groups = length_groups([len(X) for X in Xs])
     if len(groups) <= 1:
         return encoder.predict(Xs)

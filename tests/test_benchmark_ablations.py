@@ -49,14 +49,19 @@ def test_memory_threshold_and_sentence_rows():
     assert "no document memory" not in rows and "no confidence threshold" not in rows
 
 
-def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
-    script = load_script()
+def memory_config(**settings):
+    """The default config with the v2 CRF tagger, document memory and `settings`."""
     config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
     model = config["components"]["rnn_tagger"]["model"]
     model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
     model["doc_memory"] = True
-    model["memory_lstm_width"] = 64
-    model["memory_conv_width"] = 0
+    model.update(settings)
+    return config, model
+
+
+def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
+    script = load_script()
+    config, model = memory_config(memory_lstm_width=64, memory_conv_width=0)
     rows = script.ablations_for(config)
     prefix = "components.rnn_tagger.model."
     assert rows["no memory LSTM (document memory at the output only)"] == {prefix + "memory_lstm_width": 0}
@@ -69,12 +74,7 @@ def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
 
 def test_memory_window_gets_its_own_row():
     script = load_script()
-    config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
-    model = config["components"]["rnn_tagger"]["model"]
-    model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
-    model["doc_memory"] = True
-    model["memory_lstm_width"] = 0
-    model["memory_conv_width"] = 64
+    config, _ = memory_config(memory_lstm_width=0, memory_conv_width=64)
     rows = script.ablations_for(config)
     prefix = "components.rnn_tagger.model."
     assert rows["no memory window (document memory at the output only)"] == {prefix + "memory_conv_width": 0}

@@ -82,19 +82,21 @@ def test_v1_architectures_do_not_take_doc_memory():
         _model("spacy_rnn_ner.BiLSTMCRFTagger.v1", doc_memory=True)
 
 
-def test_memory_tagger_trains_and_round_trips():
-    model_cfg = dict(SMALL_MODEL, **{"@architectures": "spacy_rnn_ner.BiLSTMCRFTagger.v2"})
+def _assert_trains_and_round_trips(model_cfg, n_iter):
     nlp = blank_with_tagger(model=model_cfg)
     examples = make_examples(nlp)
-    train_tagger(nlp, examples, n_iter=60)
-    scores = nlp.evaluate(examples)
-    assert scores["ents_f"] > 0.9
+    train_tagger(nlp, examples, n_iter=n_iter)
+    assert nlp.evaluate(examples)["ents_f"] > 0.9
     restored = spacy.util.load_model_from_config(nlp.config, auto_fill=False)
     restored.from_bytes(nlp.to_bytes())
     text = "Angela Moreau flew from Lyon to Frankfurt . Angela Moreau met Siemens ."
     expected = [(e.text, e.label_) for e in nlp(text).ents]
     assert expected
     assert [(e.text, e.label_) for e in restored(text).ents] == expected
+
+
+def test_memory_tagger_trains_and_round_trips():
+    _assert_trains_and_round_trips(dict(SMALL_MODEL, **{"@architectures": "spacy_rnn_ner.BiLSTMCRFTagger.v2"}), 60)
 
 
 def test_sentence_context_warns_on_long_docs_without_sentence_starts():
@@ -149,16 +151,7 @@ def test_memory_encoders_need_doc_memory_and_exclude_each_other():
 )
 def test_memory_encoder_tagger_trains_and_round_trips(architecture, setting):
     model_cfg = dict(SMALL_MODEL, **{"@architectures": architecture, "context": "sentence", setting: 8})
-    nlp = blank_with_tagger(model=model_cfg)
-    examples = make_examples(nlp)
-    train_tagger(nlp, examples)
-    assert nlp.evaluate(examples)["ents_f"] > 0.9
-    restored = spacy.util.load_model_from_config(nlp.config, auto_fill=False)
-    restored.from_bytes(nlp.to_bytes())
-    text = "Angela Moreau flew from Lyon to Frankfurt . Angela Moreau met Siemens ."
-    expected = [(e.text, e.label_) for e in nlp(text).ents]
-    assert expected
-    assert [(e.text, e.label_) for e in restored(text).ents] == expected
+    _assert_trains_and_round_trips(model_cfg, 150)
 
 
 def test_window_maxout_stays_inside_each_sequence_and_handles_empty_ones():
