@@ -5,7 +5,7 @@ dev, score on test, and write the accuracy tables into BENCHMARKS.md.
         [--seeds 0 1 2] [--time-budget 25] [--jobs 2] [--ablations]
 
 Every F1 is entity-level, scored on the gold CoNLL tokens with whole documents
-in (spacy_rnn_ner.evaluation.evaluate_gold_tokens), for ours and spaCy's alike.
+in (spacy_rnn_ner.scoring.evaluate_gold_tokens), for ours and spaCy's alike.
 Runs go to --workdir; a run whose model-best already exists with a results
 file is not trained again (delete the folder to rerun it).
 """
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_report import machine_description, replace_section  # noqa: E402
 
-from spacy_rnn_ner.conll import read_conll  # noqa: E402
+from spacy_rnn_ner.data.conll import read_conll  # noqa: E402
 
 TYPES = ["PER", "LOC", "ORG", "MISC"]
 MODEL = "components.rnn_tagger.model"
@@ -168,7 +168,7 @@ def score(out: Path, corpus: Path) -> Dict:
     # not as it was when this (long-running) script started.
     code = (
         "import json, sys, spacy\n"
-        "from spacy_rnn_ner.evaluation import evaluate_gold_tokens\n"
+        "from spacy_rnn_ner.scoring import evaluate_gold_tokens\n"
         "nlp = spacy.load(sys.argv[1])\n"
         "print(json.dumps({s: evaluate_gold_tokens(nlp, sys.argv[2] + f'/{s}.spacy') for s in ('dev', 'test')}))\n"
     )
@@ -200,7 +200,7 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         f"Each run had {runs[0]['threads']} torch/BLAS thread(s), with another training run beside it on the 2 cores; "
         f"time budget per run: {f'{args.time_budget:g} min' if args.time_budget else 'none'}. Model selection on dev (spaCy's model-best), "
         "scores on test. Entity-level P/R/F1, exact span and type, scored on the gold CoNLL tokens with whole "
-        "documents in (`spacy_rnn_ner.evaluation.evaluate_gold_tokens`), the same way for both systems.",
+        "documents in (`spacy_rnn_ner.scoring.evaluate_gold_tokens`), the same way for both systems.",
         "",
         "| system | runs | dev F1 | test P | test R | test F1 | " + " | ".join(f"test {t} F1" for t in TYPES) + " | train time (min) |",
         "|---|---|---|---|---|---|" + "---|" * len(TYPES) + "---|",

@@ -59,7 +59,7 @@ def main() -> None:
     n_words = int(lengths.sum())
     ratio = best["fp32"] / best["int8"]
     # End to end: the same pipeline with the int8 LSTM swapped in, F1 on gold tokens and nlp.pipe words/s.
-    from spacy_rnn_ner.evaluation import evaluate_gold_tokens
+    from spacy_rnn_ner.scoring import evaluate_gold_tokens
 
     shim = nlp.get_pipe("rnn_tagger").model.get_ref("encoder").shims[0]
     texts = [doc.text for doc in docs]

@@ -16,14 +16,14 @@ from typing import List, Optional, Sequence
 
 
 def _import_conll():  # type: ignore[no-untyped-def]
-    """Import spacy_rnn_ner.conll, adding the repo root to sys.path only if the package is not installed."""
+    """Import spacy_rnn_ner.data.conll, adding the repo root to sys.path only if the package is not installed."""
     try:
-        from spacy_rnn_ner import conll
+        from spacy_rnn_ner.data import conll
     except ModuleNotFoundError as err:
         if err.name != "spacy_rnn_ner":
             raise
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from spacy_rnn_ner import conll
+        from spacy_rnn_ner.data import conll
     return conll
 
 

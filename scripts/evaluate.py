@@ -21,7 +21,7 @@ from typing import Dict
 import spacy
 from spacy import displacy
 
-from spacy_rnn_ner.evaluation import evaluate_gold_tokens, gold_token_examples
+from spacy_rnn_ner.scoring import evaluate_gold_tokens, gold_token_examples
 
 
 def format_table(scores: Dict) -> str:

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import spacy  # noqa: E402
 from spacy import displacy  # noqa: E402
 
-from spacy_rnn_ner.evaluation import gold_token_examples  # noqa: E402
-from spacy_rnn_ner.report import (  # noqa: E402
+from spacy_rnn_ner.scoring import gold_token_examples  # noqa: E402
+from spacy_rnn_ner.scoring import (  # noqa: E402
     MISSED,
     SPURIOUS,
     calibration,

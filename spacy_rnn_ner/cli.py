@@ -5,8 +5,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from .annotate import annotate
-from .annotate_io import AnnotateError
+from .annotate import AnnotateError, annotate
 
 app = typer.Typer(name="spacy_rnn_ner", add_completion=False, no_args_is_help=True)
 

@@ -1,0 +1,34 @@
+"""The evaluation report's measures: calibration, threshold curve, confusion (the script: tests/integration)."""
+
+import numpy
+import pytest
+
+from spacy_rnn_ner.scoring import calibration, confusion, threshold_curve
+
+
+
+def test_calibration_of_perfect_and_overconfident_scores():
+    correct = numpy.array([True] * 8 + [False] * 2)
+    assert calibration(numpy.full(10, 0.8), correct)["ece"] == pytest.approx(0.0)
+    assert calibration(numpy.full(10, 1.0), correct)["ece"] == pytest.approx(0.2)
+
+
+def test_threshold_curve_counts():
+    scores = numpy.array([0.95, 0.85, 0.4, 0.2])
+    correct = numpy.array([True, True, False, True])
+    rows = {r["threshold"]: r for r in threshold_curve(scores, correct, n_gold=4, thresholds=[0.0, 0.5, 0.9])}
+    assert rows[0.0]["precision"] == pytest.approx(0.75) and rows[0.0]["recall"] == pytest.approx(0.75)
+    assert rows[0.5]["precision"] == 1.0 and rows[0.5]["recall"] == 0.5 and rows[0.5]["kept"] == 2
+    assert rows[0.9]["kept"] == 1
+
+
+def test_confusion_counts_missed_spurious_and_wrong_type(trained_nlp):
+    gold = trained_nlp.make_doc("Ann Lee met Bob in Oslo .")
+    gold.ents = [gold.char_span(0, 7, "PER"), gold.char_span(12, 15, "PER")]
+    predicted = trained_nlp.make_doc("Ann Lee met Bob in Oslo .")
+    predicted.ents = [predicted.char_span(0, 7, "PER"), predicted.char_span(12, 15, "ORG"), predicted.char_span(19, 23, "LOC")]
+    counts = confusion([(predicted, gold)])
+    assert counts[("PER", "PER")] == 1 and counts[("PER", "ORG")] == 1 and counts[("(spurious)", "LOC")] == 1
+    predicted.ents = []
+    assert confusion([(predicted, gold)])[("PER", "(missed)")] == 2
+
