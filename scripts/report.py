@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import spacy  # noqa: E402
 from spacy import displacy  # noqa: E402
 
+from spacy_rnn_ner.pipeline.rnn_tagger import save_with_settings  # noqa: E402
 from spacy_rnn_ner.scoring import gold_token_examples  # noqa: E402
 from spacy_rnn_ner.scoring import (  # noqa: E402
     MISSED,
@@ -165,7 +166,8 @@ def main() -> None:
     if tagger is not None and args.fit_temperature:
         tagger.cfg["temperature"] = fit_temperature(nlp, tagger, examples, spans_key, log=fitted)
         if args.save_calibrated:
-            nlp.to_disk(args.save_calibrated)
+            # Through the config, so that the saved config.cfg holds the fitted value.
+            save_with_settings(args.model, args.save_calibrated, tagger_names[0], {"temperature": tagger.cfg["temperature"]})
     temperature = tagger.cfg.get("temperature", 1.0) if tagger is not None else 1.0
     predicted = list(nlp.pipe(eg.predicted for eg in examples))
     pairs = [(p, eg.reference) for p, eg in zip(predicted, examples)]

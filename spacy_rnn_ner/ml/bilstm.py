@@ -99,8 +99,9 @@ class PackedBiLSTM(nn.Module):
         return out.index_copy(0, index.to(X.device), Y)
 
     def _run(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-        # Training: oneDNN's padded kernels (fast backward). Prediction: packing,
-        # measured 1.3x faster than the padded kernels for the forward pass alone.
+        # Training: oneDNN's padded kernels, whose backward pass is far faster
+        # on CPU. Prediction: packing, faster for the forward pass alone
+        # (BENCHMARKS.md has both measurements).
         if self.training:
             return self._run_reversed(X, lengths, max_len)
         return self._run_packed(X, lengths, max_len)
@@ -126,9 +127,8 @@ class PackedBiLSTM(nn.Module):
         reads it before a real token. For the backward direction, each row's
         tokens are reversed in place (padding stays at the end), run forward,
         and put back. Same outputs as packing, but on CPU torch runs padded
-        batches through oneDNN's fused LSTM kernels, whose backward pass was
-        measured 10x faster than the per-step autograd of a packed sequence
-        (0.07 s against 0.69 s for 5 docs of 50-420 tokens, width 128, 1 thread).
+        batches through oneDNN's fused LSTM kernels, whose backward pass is
+        many times faster than the per-step autograd of a packed sequence.
         The weights are nn.LSTM's own, so saved models are unchanged.
         """
         lstm = self.lstm
@@ -199,8 +199,8 @@ class AveragingPyTorchShim(PyTorchShim):
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         """As PyTorchShim.predict, without switching the module to eval() and
-        back to train() on every call: each switch walks every submodule, which
-        cost ~0.2 ms of a 3 ms single-sentence call. begin_update sets train()
+        back to train() on every call: each switch walks every submodule, a
+        visible share of a single-sentence call. begin_update sets train()
         itself, so leaving the module in eval mode here is safe."""
         if self._model.training:
             self._model.eval()

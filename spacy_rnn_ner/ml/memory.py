@@ -109,7 +109,7 @@ def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
 
     Beyond a few hundred rows, the (2 * window + 1)-times-wider column matrix
     that thinc's expand_window builds costs more in memory traffic than the
-    matrix product itself (a quarter of nlp.pipe's time): there each offset's
+    matrix product itself: there each offset's
     product is taken on the rows as they are and shifted into place.
     """
     ops = model.ops
@@ -125,8 +125,8 @@ def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
     n_out, xp = nO * nP, ops.xp
     W = ops.reshape3f(maxout.get_param("W"), n_out, 2 * window + 1, width)
     # One product for all offsets: (rows, width) x (width, offsets * n_out).
-    # xp.matmul (OpenBLAS on CPU, multi-threaded) measured 2.7x faster here
-    # than thinc's single-threaded blis gemm, 1.3x on one thread.
+    # xp.matmul (OpenBLAS on CPU, multi-threaded) rather than thinc's
+    # single-threaded blis gemm: faster here even on one thread.
     P = xp.matmul(X, xp.ascontiguousarray(W.transpose(1, 0, 2).reshape(-1, width)).T)
     Y = P[:, window * n_out : (window + 1) * n_out] + ops.reshape1f(maxout.get_param("b"), n_out)
     segment = xp.repeat(xp.arange(len(lengths)), xp.asarray(lengths))

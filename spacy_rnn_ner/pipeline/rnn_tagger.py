@@ -539,3 +539,14 @@ def _verify(saved_cfg: Dict, model_bytes: bytes, scheme: str) -> Optional[str]:
         if hashlib.sha256(model_bytes).hexdigest() != saved_cfg["model_sha256"]:
             return "the weights do not match their saved SHA-256 checksum"
     return None
+
+
+def save_with_settings(model: Union[str, Path], output: Union[str, Path], name: str, settings: Dict) -> Language:
+    """Save the pipeline at `model` to `output` with new settings for component
+    `name` (e.g. {"temperature": 1.5}), written into the saved config.cfg so
+    that the config stays the one source of truth. Returns the loaded pipeline."""
+    import spacy
+
+    nlp = spacy.load(model, config={"components": {name: dict(settings)}})
+    nlp.to_disk(output)
+    return nlp

@@ -1,5 +1,5 @@
 """Awkward docs are processed; misuse gets errors that name the component and the fix."""
-import resource
+import tracemalloc
 
 import pytest
 import spacy
@@ -36,13 +36,18 @@ def test_whitespace_and_non_ascii_tokens(trained_nlp):
 def test_huge_doc_memory_grows_linearly(trained_nlp):
     words = ("Angela Moreau met Tomas Berg of Nordwind Energy in New York City today .".split()) * 3847
     doc = Doc(trained_nlp.vocab, words=words[:50_000])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    doc = trained_nlp(doc)
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    # numpy's allocations are traced; the peak is this call's alone, whatever ran before.
+    tracemalloc.start()
+    try:
+        doc = trained_nlp(doc)
+        peak_mib = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
     assert len(doc) == 50_000
     assert len(doc.ents) > 10_000
-    # Anything quadratic in the doc length (50k x 50k floats = 10 GB) would blow this.
-    assert grown_mib < 1500
+    # Linear: a few hundred floats per token. Anything quadratic in the doc
+    # length (50k x 50k floats = 10 GB) would blow this.
+    assert peak_mib < 1000
 
 
 def test_initialize_without_any_entity_annotation_is_explained():
@@ -89,6 +94,13 @@ def test_truncated_bytes_are_explained(trained_nlp):
 
 def test_initialize_twice_keeps_working():
     nlp = blank_with_tagger()
-    nlp.initialize(lambda: make_examples(nlp))
-    nlp.initialize(lambda: make_examples(nlp))
-    assert nlp("Angela Moreau flew to Lyon .") is not None
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    optimizer = nlp.initialize(lambda: examples)
+    tagger = nlp.get_pipe("rnn_tagger")
+    assert tagger.labels == ("LOC", "MISC", "ORG", "PER")  # not doubled
+    assert tagger.model.get_ref("output").get_dim("nO") == len(tagger.tags)
+    first = nlp.update(examples, sgd=optimizer)["rnn_tagger"]
+    for _ in range(20):
+        last = nlp.update(examples, sgd=optimizer)["rnn_tagger"]
+    assert last < first
