@@ -164,29 +164,25 @@ def test_viterbi_equals_brute_force_on_random_scores(scheme):
         assert path.tolist() == brute_force_best(log_probs, lattice, learned)
 
 
-def test_batch_decoding_equals_one_by_one():
-    rng = numpy.random.default_rng(1)
-    lattice = TagLattice(["A", "B", "C"], "BILUO")
-    decode = lambda batch: lattice.decode(batch, lattice.transitions())  # noqa: E731
-    batch = [numpy.log(rng.dirichlet(numpy.ones(lattice.n_tags), size=n)).astype("f") for n in (0, 7, 1, 150, 3, 0, 40)]
-    together = decode(batch)
-    for log_probs, path in zip(batch, together):
-        alone = decode([log_probs])[0]
-        assert path.tolist() == alone.tolist()
-        assert len(path) == len(log_probs)
 
 
 @pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
 def test_single_doc_viterbi_equals_the_batched_loop(scheme):
     """Fast path: a doc decoded alone takes the vector loop (viterbi_one); the
-    batched loop must find the same path, learned transitions included."""
+    batched loop must find the same path, learned transitions included, for
+    docs of any length, and a batch (empty docs, length groups) gives each
+    doc the path it gets alone."""
     rng = numpy.random.default_rng(2)
     lattice = TagLattice(["A", "B", "C"], scheme)
     trans = lattice.transitions(rng.normal(0, 1, lattice.allowed.shape))
     start, end = lattice.start.astype("f"), lattice.end.astype("f")
-    for n in (1, 2, 5, 20, 90, 300):
-        scores = rng.normal(0, 3, size=(n, lattice.n_tags)).astype("f")
-        assert viterbi_one(scores, trans, start, end).tolist() == _viterbi_group([scores], trans, start, end)[0].tolist()
+    batch = [rng.normal(0, 3, size=(n, lattice.n_tags)).astype("f") for n in (1, 2, 5, 0, 20, 90, 300, 0, 7)]
+    together = lattice.decode(batch, trans)
+    for scores, path in zip(batch, together):
+        assert len(path) == len(scores)
+        if len(scores):
+            alone = viterbi_one(scores, trans, start, end).tolist()
+            assert alone == _viterbi_group([scores], trans, start, end)[0].tolist() == path.tolist()
 
 
 # -- forward-backward and the CRF loss ----------------------------------------
@@ -268,17 +264,14 @@ def test_single_doc_recursions_match_the_batched_ones(n):
         finite = numpy.isfinite(batched)
         assert numpy.array_equal(finite, numpy.isfinite(single))
         numpy.testing.assert_allclose(single[finite], batched[finite], rtol=1e-9, atol=1e-9)
-
-
-def test_single_doc_marginals_equal_those_computed_in_a_batch():
-    """One doc alone takes the vector loop; beside a second doc, the batched one."""
-    lattice, trans, _ = setup()
-    rng = numpy.random.default_rng(3)
-    doc, other = rng.normal(0, 3, size=(20, lattice.n_tags)), rng.normal(0, 3, size=(21, lattice.n_tags))
+    # Through forward_backward: alone (the vector loop) and beside another doc (the batched one).
+    doc, other = emit[0], rng.normal(0, 3, size=(n + 1, lattice.n_tags))
     alone = lattice.forward_backward([doc], trans, want_pairs=False)
     batched = lattice.forward_backward([doc, other], trans, want_pairs=False)
     numpy.testing.assert_allclose(alone.marginals[0], batched.marginals[0], rtol=1e-5, atol=1e-6)
     numpy.testing.assert_allclose(alone.log_z[0], batched.log_z[0], rtol=1e-9)
+
+
 
 
 # -- span confidences ------------------------------------------------------------
