@@ -172,6 +172,8 @@ class RNNTagger(TrainablePipe):
         self._settings = {key: self.cfg[key] for key in self.SETTINGS}
         set_int8_inference(model, int8_inference)
         self._lattice_cache: Optional[TagLattice] = None
+        # A copy of the model, set by nlp.resume_training(), that `rehearse` learns from.
+        self._rehearsal_model: Optional[Model] = None
 
     # -- labels and tags -------------------------------------------------
 
@@ -203,17 +205,24 @@ class RNNTagger(TrainablePipe):
         return self.lattice.tags
 
     def add_label(self, label: str) -> int:
-        """Add an entity type before initialization. Returns 1 if new, else 0."""
+        """Add an entity type. Returns 1 if new, else 0.
+
+        On a trained component the output layer (and the CRF transitions)
+        grow by the new label's tags, keeping every existing weight, so the
+        old labels are predicted as before until the next update. Create a
+        new optimizer after adding labels (nlp.create_optimizer()): an
+        optimizer's state is shaped like the weights it has updated.
+        """
         self._check_label(label)
         if label in self.labels:
             return 0
+        n_tags = len(self.tags)
+        self._append_label(label)
         if self._is_initialized():
-            raise ValueError(
-                f"[{self.name}] Cannot add label '{label}' to an initialized component: "
-                "the output layer's size is fixed. Add all labels before nlp.initialize(), "
-                f"or list them in [initialize.components.{self.name}.labels]."
-            )
-        return self._append_label(label)
+            for model in (self.model, self._rehearsal_model):
+                if model is not None:
+                    _resize_output(model, n_tags, len(self.tags))
+        return 1
 
     def _check_label(self, label: object) -> None:
         # spaCy's ner takes any string; an empty one cannot label a Span.
@@ -379,6 +388,42 @@ class RNNTagger(TrainablePipe):
         losses[self.name] += loss
         return losses
 
+    def rehearse(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn to keep the tag scores of the model as it was when
+        nlp.resume_training() was called, on any text (spaCy's rehearsal, which
+        limits forgetting while a new type is learned). The columns of tags
+        added since then are left free."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "RNNTagger.rehearse")
+        docs = [eg.predicted for eg in examples]
+        if self._rehearsal_model is None or not any(len(doc) for doc in docs):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update(docs)
+        targets = self._rehearsal_model.predict(docs)
+        d_scores, loss = [], 0.0
+        for score, target in zip(scores, targets):
+            d = self.model.ops.alloc2f(*score.shape)
+            n = target.shape[1]
+            d[:, :n] = score[:, :n] - target
+            d_scores.append(d)
+            loss += float((d**2).sum())
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
     def gold_tags(self, example: Example) -> List[Optional[str]]:
         """The example's gold tags in our scheme, None where there is no usable gold.
 
@@ -420,14 +465,6 @@ class RNNTagger(TrainablePipe):
         validate_get_examples(get_examples, "RNNTagger.initialize")
         examples = list(islice(get_examples(), 0, None))
         annotated = [eg for eg in examples if eg.reference.has_annotation("ENT_IOB")]
-        if not annotated:
-            raise ValueError(
-                f"[{self.name}] None of the {len(examples)} initialization examples holds "
-                "any entity annotation (no token is marked as inside or outside an entity), "
-                "so there is nothing to learn from. Check that your training corpus sets "
-                "doc.ents (for CoNLL files, convert them with scripts/convert.py), or that "
-                "[paths.train] points at the right file."
-            )
         if labels is None:
             labels = sorted({ent.label_ for eg in annotated for ent in eg.reference.ents})
         # Initialization (re)builds the output layer, so labels may be added here
@@ -435,6 +472,16 @@ class RNNTagger(TrainablePipe):
         for label in labels:
             self._append_label(label)
         if not self.labels:
+            if not annotated:
+                raise ValueError(
+                    f"[{self.name}] No labels, and none of the {len(examples)} initialization "
+                    "examples holds any entity annotation (no token is marked as inside or "
+                    "outside an entity), so there is nothing to learn the labels from. Give "
+                    f"the labels (add_label, or [initialize.components.{self.name}.labels] as "
+                    "`spacy init labels` writes them), or check that your training corpus sets "
+                    "doc.ents (for CoNLL files, convert them with scripts/convert.py) and that "
+                    "[paths.train] points at the right file."
+                )
             raise ValueError(
                 f"[{self.name}] No entity labels: the examples mark every token as outside "
                 "an entity. Add labels with [initialize.components."
@@ -443,10 +490,13 @@ class RNNTagger(TrainablePipe):
         self.model.get_ref("output").set_dim("nO", len(self.tags), force=True)
         if self.uses_crf:
             self.model.get_ref("crf").set_dim("nO", len(self.tags), force=True)
+        # A sample doc tells the layers the language (for the Brown clusters) even without examples.
         doc_sample = [eg.predicted for eg in examples[:10] if len(eg.predicted)]
-        self.model.initialize(X=doc_sample or None)
-        # Embeddings with a known-word vocabulary (FeatureEmbed.v2) learn it from all the training docs.
-        fill_known_words(self.model.get_ref("embed"), (eg.predicted for eg in examples))
+        self.model.initialize(X=doc_sample or [Doc(self.vocab, words=["sample"])])
+        # A known-word vocabulary (FeatureEmbed.v2) is learned from all the
+        # annotated training docs; without any, it stays empty, which means
+        # every word keeps its own vector (no "unknown word" mapping).
+        fill_known_words(self.model.get_ref("embed"), (eg.predicted for eg in annotated))
 
     # -- serialization ---------------------------------------------------
     # TrainablePipe saves cfg, vocab and model. The hooks add a SHA-256 over
@@ -520,6 +570,41 @@ class RNNTagger(TrainablePipe):
             f"model config ({type(err).__name__}: {err}). Copy the pipeline directory "
             "again from a good source, or retrain it."
         )
+
+
+# Bias of the output columns of tags added to a trained model: far enough
+# below the trained columns that the old labels' paths are decoded as before,
+# near enough that an update or two through the output weights can raise it.
+NEW_TAG_BIAS = -10.0
+
+
+def _resize_output(model: Model, old: int, new: int) -> None:
+    """Grow the output layer and the CRF transitions from `old` to `new` tags,
+    keeping the existing weights (new tags are appended at the end)."""
+    output = model.get_ref("output")
+    ops = output.ops
+    W, b = output.get_param("W"), output.get_param("b")
+    new_W = ops.alloc2f(new, W.shape[1])
+    new_W[:old] = W
+    new_b = ops.alloc1f(new) + NEW_TAG_BIAS
+    new_b[:old] = b
+    _replace_params(output, new, {"W": new_W, "b": new_b})
+    if model.has_ref("crf"):
+        crf = model.get_ref("crf")
+        new_T = ops.alloc2f(new, new)
+        new_T[:old, :old] = crf.get_param("T")
+        _replace_params(crf, new, {"T": new_T})
+
+
+def _replace_params(layer: Model, nO: int, params: Dict[str, Floats2d]) -> None:
+    """Give `layer` a new output width and new params (with zero gradients):
+    thinc allows changing a dimension only while the params are unset."""
+    for name in params:
+        layer.set_param(name, None)
+    layer.set_dim("nO", nO, force=True)
+    for name, value in params.items():
+        layer.set_param(name, value)
+        layer.set_grad(name, layer.ops.alloc(value.shape))
 
 
 def _checksum(model_bytes: bytes, labels: Sequence[str], scheme: str) -> str:
