@@ -40,7 +40,6 @@ dropout = 0.25
 nO = null
 context = "sentence"
 doc_memory = true
-memory_lstm_width = 0
 memory_conv_width = 64
 
 [model.embed]
