@@ -168,9 +168,11 @@ def score(out: Path, corpus: Path) -> Dict:
     # not as it was when this (long-running) script started.
     code = (
         "import json, sys, spacy\n"
-        "from spacy_rnn_ner.scoring import evaluate_gold_tokens\n"
+        "from spacy_rnn_ner.scoring import evaluate_gold_tokens, evaluate_raw_text\n"
         "nlp = spacy.load(sys.argv[1])\n"
-        "print(json.dumps({s: evaluate_gold_tokens(nlp, sys.argv[2] + f'/{s}.spacy') for s in ('dev', 'test')}))\n"
+        "scores = {s: evaluate_gold_tokens(nlp, sys.argv[2] + f'/{s}.spacy') for s in ('dev', 'test')}\n"
+        "scores['raw_test'] = evaluate_raw_text(nlp, sys.argv[2] + '/test.spacy')\n"
+        "print(json.dumps(scores))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(out / "model-best"), str(corpus)], capture_output=True, text=True, check=True
@@ -200,10 +202,13 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         f"Each run had {runs[0]['threads']} torch/BLAS thread(s), with another training run beside it on the 2 cores; "
         f"time budget per run: {f'{args.time_budget:g} min' if args.time_budget else 'none'}. Model selection on dev (spaCy's model-best), "
         "scores on test. Entity-level P/R/F1, exact span and type, scored on the gold CoNLL tokens with whole "
-        "documents in (`spacy_rnn_ner.scoring.evaluate_gold_tokens`), the same way for both systems.",
+        "documents in (`spacy_rnn_ner.scoring.evaluate_gold_tokens`), the same way for both systems. "
+        "Raw text: the test documents' text read by the pipeline's own tokenizer and sentence boundaries, "
+        "as `spacy evaluate` does (`spacy_rnn_ner.scoring.evaluate_raw_text`); gap: gold-token minus raw-text test F1.",
         "",
-        "| system | runs | dev F1 | test P | test R | test F1 | " + " | ".join(f"test {t} F1" for t in TYPES) + " | train time (min) |",
-        "|---|---|---|---|---|---|" + "---|" * len(TYPES) + "---|",
+        "| system | runs | dev F1 | test P | test R | test F1 | raw-text test F1 | gap | "
+        + " | ".join(f"test {t} F1" for t in TYPES) + " | train time (min) |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(TYPES) + "---|",
     ]
 
     def row(label: str, group: List[Dict]) -> str:
@@ -216,10 +221,14 @@ def render(runs: List[Dict], args: argparse.Namespace) -> str:
         per_type = [agg(lambda r, t=t: r["scores"]["test"]["ents_per_type"].get(t, {}).get("f", 0.0)) for t in TYPES]
         minutes = statistics.mean(r["train"]["wall_s"] for r in group) / 60
         stopped = sum(bool(r["train"].get("stopped_at_budget")) for r in group)
+        has_raw = all("raw_test" in r["scores"] for r in group)
+        raw = f"**{agg(lambda r: r['scores']['raw_test']['ents_f'])}**" if has_raw else "not measured"
+        gap = agg(lambda r: r["scores"]["test"]["ents_f"] - r["scores"]["raw_test"]["ents_f"]) if has_raw else ""
         return (
             f"| {label} | {len(group)} | {agg(lambda r: r['scores']['dev']['ents_f'])} | "
             f"{agg(lambda r: r['scores']['test']['ents_p'])} | {agg(lambda r: r['scores']['test']['ents_r'])} | "
-            f"**{agg(lambda r: r['scores']['test']['ents_f'])}** | " + " | ".join(per_type) + f" | {minutes:.1f}{budget_mark(stopped)} |"
+            f"**{agg(lambda r: r['scores']['test']['ents_f'])}** | {raw} | {gap} | "
+            + " | ".join(per_type) + f" | {minutes:.1f}{budget_mark(stopped)} |"
         )
 
     if ours:

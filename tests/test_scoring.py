@@ -32,3 +32,20 @@ def test_confusion_counts_missed_spurious_and_wrong_type(trained_nlp):
     predicted.ents = []
     assert confusion([(predicted, gold)])[("PER", "(missed)")] == 2
 
+
+
+def test_raw_text_scores_reread_the_text_with_the_pipelines_tokenizer(trained_nlp, tmp_path):
+    from spacy.tokens import Doc, DocBin
+
+    from spacy_rnn_ner.scoring import evaluate_gold_tokens, evaluate_raw_text
+    from tests.helpers import make_examples
+
+    gold = [eg.reference for eg in make_examples(trained_nlp)]
+    # One doc whose gold tokens spaCy's tokenizer would split differently.
+    glued = Doc(trained_nlp.vocab, words=["Angela", "Moreau", "(Lyon)", "left"], ents=["B-PER", "I-PER", "O", "O"])
+    DocBin(docs=gold + [glued]).to_disk(tmp_path / "gold.spacy")
+    raw = evaluate_raw_text(trained_nlp, tmp_path / "gold.spacy")
+    tokens = evaluate_gold_tokens(trained_nlp, tmp_path / "gold.spacy")
+    assert raw["n_docs"] == tokens["n_docs"] == len(gold) + 1
+    assert raw["ents_f"] > 0.9 and tokens["ents_f"] > 0.9
+    assert raw["ents_per_type"].keys() == tokens["ents_per_type"].keys()
