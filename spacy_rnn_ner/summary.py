@@ -81,7 +81,7 @@ def model_summary(nlp: Language, component: Optional[str] = None, texts: Sequenc
     docs = list(nlp.pipe(texts, disable=later))
     seen = record_shapes(model, docs)
     n_tokens = sum(len(doc) for doc in docs)
-    walker = _RowWalker(seen, n_tokens)
+    walker = _RowWalker(seen, n_tokens, tuple(nlp.vocab.vectors.shape))
     embed = model.get_ref("embed") if model.has_ref("embed") else None
     if embed is not None:
         walker.add_section(embed, "embed")
@@ -176,8 +176,9 @@ def _torch_modules(node: Model) -> List[torch.nn.Module]:
 class _RowWalker:
     """Rows for the nodes under each part of the model, each node counted once."""
 
-    def __init__(self, seen: Dict[int, Tuple[Any, Any]], n_tokens: int) -> None:
+    def __init__(self, seen: Dict[int, Tuple[Any, Any]], n_tokens: int, vectors_shape: Tuple[int, ...]) -> None:
         self.seen = seen
+        self.vectors_shape = vectors_shape
         self.n_tokens = n_tokens
         self.claimed: Set[int] = set()
         self.rows: List[Row] = []
@@ -223,10 +224,10 @@ class _RowWalker:
         n_params = sum(int(p.size) for _, p in params)
         kind = "thinc" if params else ""
         shapes = ", ".join(f"{name} {'x'.join(map(str, p.shape))}" for name, p in params)
-        dim = lambda d: node.get_dim(d) if node.has_dim(d) is True else "?"  # noqa: E731
+        dim = lambda d: f"{node.get_dim(d):,}" if node.has_dim(d) is True else "?"  # noqa: E731
         name, detail = f"{prefix} {node.name}".strip(), shapes
         if node.name == "hashembed":
-            name, detail = f"hash table {_feature_name(node, extractor)}", f"{dim('nV'):,} rows x {dim('nO')}"
+            name, detail = f"hash table {_feature_name(node, extractor)}", f"{dim('nV')} rows x {dim('nO')}"
         elif node.name == "known_words":
             known, min_count = len(node.attrs["known_words"]), node.attrs["min_count"]
             on = min_count > 0 and known
@@ -238,7 +239,8 @@ class _RowWalker:
             name = "character CNN"
             detail = f"{dim('nO')} filters, window {dim('nW')} over {dim('nV')} chars x {dim('nM')}"
         elif node.name == "static_vectors":
-            name, detail = "static vectors", f"projection {dim('nM')} -> {dim('nO')} (the vectors are the vocab's)"
+            table = "x".join(map(str, self.vectors_shape))
+            name, detail = "static vectors", f"projection {dim('nM')} -> {dim('nO')} (the vocab's {table} table: not counted)"
         elif node.name == "maxout":
             label = {"embed": "mix", "memory": "window"}.get(prefix, prefix)
             name, detail = f"{label} maxout".strip(), f"{dim('nI')} -> {dim('nO')} x {dim('nP')} pieces"
@@ -383,9 +385,25 @@ def pipeline_from_config(
     """The pipeline of a training config, initialized with untrained weights and `labels`."""
     config = spacy.util.load_config(path, overrides=dict(overrides or {}), interpolate=False)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    uses_vectors = any(node.name == "static_vectors" for _, proc in nlp.components for node in _walk(proc))
+    if uses_vectors and nlp.config.interpolate()["initialize"].get("vectors") is None:
+        raise ValueError(
+            f"[rnn_tagger] The config {path} embeds static vectors but names none in "
+            "[initialize] vectors: give them as a config override, e.g. --paths.vectors DIR."
+        )
     examples = synthetic_examples(nlp, labels)
     nlp.initialize(lambda: examples)
     return nlp
+
+
+def _walk(component: Any) -> List[Model]:
+    model = getattr(component, "model", None)
+    return list(model.walk()) if isinstance(model, Model) else []
+
+
+def is_config_path(model_or_config: str) -> bool:
+    """Whether the argument names a config file (a .cfg, or any file) rather than a pipeline."""
+    return Path(model_or_config).suffix == ".cfg" or Path(model_or_config).is_file()
 
 
 def load_for_summary(
@@ -393,7 +411,7 @@ def load_for_summary(
 ) -> Tuple[Language, Optional[Path]]:
     """The pipeline to summarize and the folder it was loaded from (None for a config or a package)."""
     path = Path(model_or_config)
-    if path.suffix == ".cfg" or path.is_file():
+    if is_config_path(model_or_config):
         if not path.is_file():
             raise ValueError(f"[rnn_tagger] Config file not found: {path}")
         return pipeline_from_config(path, labels, overrides), None
@@ -423,9 +441,15 @@ def summary_command(
         the output width); a trained pipeline keeps its own.
     overrides: config overrides, e.g. {"paths.vectors": "vectors/"}.
     """
-    nlp, path = load_for_summary(model_or_config, parse_labels(labels), overrides)
+    label_list = parse_labels(labels)
+    nlp, path = load_for_summary(model_or_config, label_list, overrides)
     name = find_component(nlp, component)
     text = format_summary(model_summary(nlp, name), disk_size(nlp, name, path), summary_title(nlp, name))
+    if is_config_path(model_or_config):
+        text += (
+            f"\nUntrained weights, from a config initialized with labels {', '.join(label_list)}; "
+            "a known-word list holds only the words of the stand-in examples."
+        )
     print_fn(text)
     return text
 
