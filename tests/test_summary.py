@@ -7,7 +7,7 @@ import spacy
 import torch
 from thinc.api import Model
 
-from spacy_rnn_ner.summary import disk_size, format_summary, model_summary, summary_command
+from spacy_rnn_ner.summary import disk_size, format_summary, main, model_summary, summary_command
 from tests.helpers import SMALL_MODEL, TRAIN_DATA, make_examples
 
 # A small CRF tagger with every FeatureEmbed.v2 part except the 1M-word
@@ -154,6 +154,16 @@ def test_command_on_an_untrained_config(tmp_path):
     assert totals["total parameters"] == totals["thinc parameters"] + totals["torch parameters"] > 0
     with pytest.raises(ValueError, match="at least one entity label"):
         summary_command(str(path), labels=" , ")
+
+
+def test_module_entry_point_with_config_overrides(tmp_path, capsys):
+    path = tmp_path / "small.cfg"
+    path.write_text(SMALL_CONFIG, encoding="utf8")
+    assert main([str(path), "--labels", "PER", "--components.rnn_tagger.model.hidden_width", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "BiLSTM layer 1 backward" in out and "8 -> 4 (4 gates)" in out and "5 x 5 tags" in out
+    assert main([str(tmp_path / "missing.cfg")]) == 1
+    assert "Config file not found" in capsys.readouterr().err
 
 
 def test_disk_size_of_a_saved_pipeline(tmp_path):
