@@ -118,7 +118,8 @@ def record_shapes(model: Model, docs: List[Doc]) -> Dict[int, Tuple[Any, Any]]:
 
     The pass runs in training mode, which calls every layer (prediction skips
     the embedding tables through the fused fast path, fused_embed.py). No
-    gradient is kept and the random states that dropout draws from are
+    gradient is kept, and the random states that dropout draws from (numpy's,
+    and torch's on the CPU and on a CUDA device torch has started) are
     restored, so nothing about the model or later results changes. A
     Tok2VecListener reads doc.tensor, as in prediction: in training it would
     wait for its upstream component's batch.
@@ -137,7 +138,8 @@ def record_shapes(model: Model, docs: List[Doc]) -> Dict[int, Tuple[Any, Any]]:
     nodes = list(model.walk())
     numpy_state = numpy.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
             for node in nodes:
                 node._func = recording(originals[node.id], not isinstance(node, Tok2VecListener))
             model(docs, is_train=True)
@@ -224,7 +226,10 @@ class _RowWalker:
         n_params = sum(int(p.size) for _, p in params)
         kind = "thinc" if params else ""
         shapes = ", ".join(f"{name} {'x'.join(map(str, p.shape))}" for name, p in params)
-        dim = lambda d: f"{node.get_dim(d):,}" if node.has_dim(d) is True else "?"  # noqa: E731
+
+        def dim(d: str) -> str:
+            return f"{node.get_dim(d):,}" if node.has_dim(d) is True else "?"
+
         name, detail = f"{prefix} {node.name}".strip(), shapes
         if node.name == "hashembed":
             name, detail = f"hash table {_feature_name(node, extractor)}", f"{dim('nV')} rows x {dim('nO')}"
@@ -232,7 +237,7 @@ class _RowWalker:
             known, min_count = len(node.attrs["known_words"]), node.attrs["min_count"]
             on = min_count > 0 and known
             name = "known words"
-            detail = f"{known:,} words seen >= {min_count}x, others share one row" if on else "off (no word list)"
+            detail = f"{known:,} words seen >= {min_count}x; the rest share one vector" if on else "off (no word list)"
         elif node.name == "charembed":
             name, detail = "character embedding", f"{dim('nC')} chars x 256 bytes x {dim('nM')}"
         elif node.name == "char_cnn":
