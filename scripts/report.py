@@ -6,7 +6,8 @@ The page holds: the per-type P/R/F table, a confusion table between entity
 types (with missed and spurious entities), the reliability diagram and the
 expected calibration error of the entity confidences, precision/recall as the
 threshold moves from 0 to 0.9, and a displaCy rendering of the documents with
-the most errors (correct entities, wrong predictions and missed gold marked).
+the most errors (correct entities, wrong predictions and missed gold marked),
+and the model summary (each layer's output shape and parameters, the size on disk).
 Scoring uses the gold tokens and whole documents. Also writes report.json.
 """
 import argparse
@@ -36,6 +37,7 @@ from spacy_rnn_ner.scoring import (  # noqa: E402
     scored_predictions,
     threshold_curve,
 )
+from spacy_rnn_ner.summary import disk_size, format_summary, model_summary, summary_title  # noqa: E402
 
 COLORS = {"OK": "#b5e7a0", "WRONG": "#f4a6a6", "MISSED": "#d3d3d3"}
 
@@ -76,6 +78,13 @@ def table(header: List[str], rows: List[List[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def model_summary_section(nlp, name: str, model_path: Path) -> str:
+    """The "Model summary" section: the summary table of component `name`, with the sizes of its saved folders."""
+    folder = model_path if model_path.is_dir() else None  # a package name: measured on a saved copy
+    text = format_summary(model_summary(nlp, name), disk_size(nlp, name, folder), summary_title(nlp, name))
+    return f"<h2>Model summary</h2><pre>{html.escape(text)}</pre>"
 
 
 def error_markup(predicted, gold) -> Dict:
@@ -195,6 +204,7 @@ def main() -> None:
         [error_markup(*pairs[i]) for i in worst], style="ent", manual=True, page=False, options={"colors": colors}
     )
     conf_table = table(["gold / predicted"] + labels + [MISSED], conf_rows)
+    summary_html = model_summary_section(nlp, tagger_names[0], args.model) if tagger_names else ""
     page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>rnn_tagger evaluation report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
@@ -210,6 +220,7 @@ over {cal['n']:,} predicted entities, temperature {temperature:g}.</p><img alt="
 <img alt="threshold curve" src="data:image/png;base64,{threshold_plot(curve)}">
 <h2>The {len(worst)} documents with the most errors</h2><p>OK: correct; WRONG: predicted but not a gold entity;
 MISSED: a gold entity that no prediction overlaps.</p>{error_html}
+{summary_html}
 </body></html>"""
     (args.output_dir / "report.html").write_text(page, encoding="utf8")
     summary = {"temperature": temperature, "scores": {k: v for k, v in scores.items() if k.startswith("ents")}, "calibration": cal, "threshold_curve": curve,
