@@ -248,8 +248,8 @@ class RNNTagger(TrainablePipe):
             raise ValueError(
                 f"[{self.name}] The component '{self.name}' has not been initialized, so "
                 "it has no labels or weights. Call nlp.initialize(get_examples) with "
-                "annotated examples (or train with `spacy train`) before using it, or "
-                "load a trained pipeline with spacy.load()."
+                "annotated examples, or add_label(...) then nlp.initialize() (or train with "
+                "`spacy train`) before using it, or load a trained pipeline with spacy.load()."
             )
 
     @property

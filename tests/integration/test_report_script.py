@@ -26,7 +26,7 @@ def test_report_script_writes_its_files_on_the_demo_data(trained_nlp, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report" / "report.html").read_text()
-    for section in ("per type", "Confusion", "Calibration", "threshold", "most errors", "data:image/png;base64"):
+    for section in ("per type", "Confusion", "Calibration", "threshold", "most errors", "data:image/png;base64", "Model summary"):
         assert section in page
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert 0.0 <= summary["calibration"]["ece"] <= 1.0
