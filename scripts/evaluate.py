@@ -4,12 +4,14 @@ as JSON.
 
     python scripts/evaluate.py MODEL DATA.spacy [--output scores.json]
                                [--displacy-path DIR] [--displacy-limit 25]
-                               [--drop-sentences] [--exclude sentencizer]
+                               [--drop-sentences | --raw-text] [--exclude sentencizer]
 
 `spacy evaluate` (also run by project.yml) re-tokenises the text, so tokens
 spaCy splits differently from the gold count as errors; this script does not.
 --drop-sentences removes the gold sentence starts (the pipeline's own
-sentencizer, if any, then sets them, as for raw text); --exclude leaves
+sentencizer, if any, then sets them); --raw-text scores as `spacy evaluate`
+does, the pipeline's own tokenizer and sentences on each document's text,
+as users meet their own raw text; --exclude leaves
 pipeline components out. Its --displacy-path renders entities only for spaCy's own `ner` factory, so
 the displaCy page of our predictions is written here (DIR/entities.html).
 """
@@ -21,7 +23,7 @@ from typing import Dict
 import spacy
 from spacy import displacy
 
-from spacy_rnn_ner.scoring import evaluate_gold_tokens, gold_token_examples
+from spacy_rnn_ner.scoring import evaluate_gold_tokens, evaluate_raw_text, gold_token_examples
 
 
 def format_table(scores: Dict) -> str:
@@ -45,12 +47,18 @@ def main() -> None:
     parser.add_argument("--displacy-path", type=Path, default=None, help="write DIR/entities.html of the predictions")
     parser.add_argument("--displacy-limit", type=int, default=25, help="documents to render")
     parser.add_argument("--drop-sentences", action="store_true", help="score without the gold sentence starts")
+    parser.add_argument("--raw-text", action="store_true", help="score on the raw text: the pipeline's own tokens and sentences")
     parser.add_argument("--exclude", nargs="*", default=[], help="pipeline components to leave out")
     args = parser.parse_args()
     nlp = spacy.load(args.model, exclude=args.exclude)
-    scores = evaluate_gold_tokens(nlp, args.data, sentences=not args.drop_sentences)
-    sents = "no sentence starts given" if args.drop_sentences else "gold sentence starts"
-    print(f"{args.data}: {scores['n_docs']} documents, {scores['n_words']:,} tokens (gold tokens, whole documents, {sents})")
+    if args.raw_text:
+        scores = evaluate_raw_text(nlp, args.data)
+        how = "raw text: the pipeline's own tokens and sentence starts"
+    else:
+        scores = evaluate_gold_tokens(nlp, args.data, sentences=not args.drop_sentences)
+        sents = "no sentence starts given" if args.drop_sentences else "gold sentence starts"
+        how = f"gold tokens, whole documents, {sents}"
+    print(f"{args.data}: {scores['n_docs']} documents, {scores['n_words']:,} gold tokens ({how})")
     print(format_table(scores))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
