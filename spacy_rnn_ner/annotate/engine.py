@@ -168,6 +168,7 @@ def annotate_records(
 
     feed = inputs()
     stream = nlp.pipe(feed, as_tuples=True, batch_size=batch_size, n_process=n_process)
+    failures = _FailureCount()
     while True:
         try:
             doc, index = next(stream)
@@ -176,9 +177,10 @@ def annotate_records(
         except Exception as err:
             held = list(pending)
             pending.clear()
-            yield from _one_at_a_time(nlp, held, err, include_text, want_docs)
+            yield from _one_at_a_time(nlp, held, err, failures, include_text, want_docs)
             stream = nlp.pipe(feed, as_tuples=True, batch_size=batch_size, n_process=n_process)
             continue
+        failures.in_a_row = 0
         while pending[0].index != index:
             yield error_output(pending.popleft(), nlp.vocab)
         yield _doc_output(doc, pending.popleft(), include_text, want_docs)
@@ -186,30 +188,38 @@ def annotate_records(
         yield error_output(pending.popleft(), nlp.vocab)
 
 
+MAX_FAILURES_IN_A_ROW = 20  # documents the pipeline fails on, one after another, before the run stops
+
+
+@dataclass
+class _FailureCount:
+    in_a_row: int = 0
+
+
 def _one_at_a_time(
-    nlp: Language, records: List[Record], batch_error: Exception, include_text: bool, want_docs: bool
+    nlp: Language, records: List[Record], batch_error: Exception, failures: _FailureCount, include_text: bool,
+    want_docs: bool,
 ) -> List[Output]:
     """Annotate the records of a batch that failed one by one; those that fail alone become error
-    records. When every one of several documents fails, the pipeline is broken: stop."""
+    records. When the pipeline fails on many documents in a row, it is broken: stop."""
     outputs = []
-    tried = failed = 0
     for record in records:
         if record.error is None:
-            tried += 1
             try:
                 doc = nlp(record.doc if record.doc is not None else record.text)  # type: ignore[arg-type]
             except Exception as err:
-                failed += 1
                 record.error = f"the pipeline failed on this document ({describe(err)})"
+                failures.in_a_row += 1
+                if failures.in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    raise PipelineError(
+                        f"The pipeline failed on {failures.in_a_row} documents in a row ({describe(err)}): check that "
+                        "nlp(text) works on a few of them, and that the pipeline was made for this spaCy version."
+                    ) from err
             else:
+                failures.in_a_row = 0
                 outputs.append(_doc_output(doc, record, include_text, want_docs))
                 continue
         outputs.append(error_output(record, nlp.vocab))
-    if tried > 1 and failed == tried:
-        raise PipelineError(
-            f"The pipeline fails on every document ({describe(batch_error)}): check that nlp(text) works on a "
-            "few of them, and that the pipeline was trained or packaged for this spaCy version."
-        )
     return outputs
 
 
