@@ -17,7 +17,7 @@ EXIT_CODES = {
     1: "a bad input line stopped a --strict run",
     2: "bad options or usage",
     3: "the input cannot be read, or the output cannot be written or resumed",
-    4: "the pipeline cannot be loaded, or fails on every document",
+    4: "the pipeline cannot be loaded, or fails on document after document",
     5: "the Dask scheduler cannot be reached, has no workers, or a task failed",
     6: "an unexpected error (a bug: rerun with --debug and report the traceback)",
     130: "interrupted (Ctrl-C): rerun with --resume",

@@ -297,7 +297,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_paths(input_path: Path, output_path: Path) -> None:
     """Raise InputOutputError for an input that cannot be read or an output that must not be written."""
     if not input_path.exists():
-        raise InputOutputError(f"Input file not found: {input_path}")
+        raise InputOutputError(f"Input file not found: {input_path}: check the path.")
     if input_path.is_dir():
         raise InputOutputError(f"The input {input_path} is a folder: give a file.")
     if not os.access(input_path, os.R_OK):
