@@ -418,6 +418,9 @@ def _run(
 
     if dask is not None:
         outputs = dask.outputs(model, iter(reader), batch_size, include_text, want_docs, partition_size)
+    elif n_process > 1 and _can_fork():
+        assert nlp is not None
+        outputs = _forked_outputs(nlp, iter(reader), batch_size, n_process, include_text, want_docs)
     else:
         assert nlp is not None
         outputs = annotate_records(nlp, iter(reader), batch_size, n_process, include_text, want_docs)
@@ -485,7 +488,7 @@ class _Reader:
             yield record
 
 
-# --- Dask ------------------------------------------------------------------
+# --- Worker processes (Dask, or forked for n_process) ---------------------------
 
 _WORKER_PIPELINES: Dict[str, Language] = {}
 
@@ -510,7 +513,14 @@ def annotate_partition(
     model: str, records: List[Record], docs: Optional[bytes], batch_size: int, include_text: bool, want_docs: bool
 ) -> Tuple[List[Dict[str, Any]], List[int], Optional[bytes]]:
     """Run on a Dask worker: annotate one partition. Docs travel as DocBin bytes."""
-    nlp = _worker_pipeline(model)
+    return _annotate_part(_worker_pipeline(model), records, docs, batch_size, include_text, want_docs)
+
+
+def _annotate_part(
+    nlp: Language, records: List[Record], docs: Optional[bytes], batch_size: int, include_text: bool, want_docs: bool
+) -> Tuple[List[Dict[str, Any]], List[int], Optional[bytes]]:
+    """Annotate a partition in a worker process; what comes back is plain records (and, for
+    .spacy output, one DocBin), which cross between processes far cheaper than one Doc each."""
     if docs is not None:
         given = iter(DocBin().from_bytes(docs).get_docs(nlp.vocab))
         for record in records:
@@ -519,6 +529,15 @@ def annotate_partition(
     outputs = list(annotate_records(nlp, records, batch_size, 1, include_text, want_docs))
     out_docs = DocBin(docs=[o.doc for o in outputs], store_user_data=True).to_bytes() if want_docs else None
     return [o.record for o in outputs], [o.n_words for o in outputs], out_docs
+
+
+def _unpack_part(
+    result: Tuple[List[Dict[str, Any]], List[int], Optional[bytes]], vocab: Vocab
+) -> Iterator[Output]:
+    dicts, n_words, docs = result
+    doc_list = list(DocBin().from_bytes(docs).get_docs(vocab)) if docs is not None else [None] * len(dicts)
+    for record, words, doc in zip(dicts, n_words, doc_list):
+        yield Output(record=record, doc=doc, n_words=words, error=error_text(record))
 
 
 def _partitions(records: Iterable[Record], size: int) -> Iterator[Tuple[List[Record], Optional[bytes]]]:
@@ -543,11 +562,75 @@ def _partitions(records: Iterable[Record], size: int) -> Iterator[Tuple[List[Rec
 
 def _payload(part: List[Record]) -> Tuple[List[Record], Optional[bytes]]:
     docs = [r.doc for r in part if r.doc is not None and r.error is None]
-    payload = DocBin(docs=docs, store_user_data=True).to_bytes() if docs else None
+    # user_data costs a msgpack call per doc each way; leave it out when no doc has any
+    # (the meta and id a run writes travel in the records).
+    keep_user_data = any(doc.user_data for doc in docs)
+    payload = DocBin(docs=docs, store_user_data=keep_user_data).to_bytes() if docs else None
     for r in part:
         r.doc = None  # Docs do not pickle cheaply; they travel in the DocBin
         r.digest = b""  # the client keeps the digests
     return part, payload
+
+
+# --- Several local processes ----------------------------------------------------
+
+_FORKED_PIPELINE: Optional[Language] = None  # the pipeline forked workers inherit from the parent
+
+
+def _can_fork() -> bool:
+    """Forked workers inherit the loaded pipeline; only Linux forks safely with torch loaded."""
+    return sys.platform.startswith("linux")
+
+
+def _annotate_forked(
+    records: List[Record], docs: Optional[bytes], batch_size: int, include_text: bool, want_docs: bool
+) -> Tuple[List[Dict[str, Any]], List[int], Optional[bytes]]:
+    """Run in a forked worker: annotate one partition with the inherited pipeline."""
+    assert _FORKED_PIPELINE is not None
+    return _annotate_part(_FORKED_PIPELINE, records, docs, batch_size, include_text, want_docs)
+
+
+def _forked_outputs(
+    nlp: Language, records: Iterable[Record], batch_size: int, n_process: int, include_text: bool, want_docs: bool
+) -> Iterator[Output]:
+    """n_process > 1: forked worker processes annotate partitions of one batch each, a few
+    ahead, and the outputs come back in input order.
+
+    spaCy's own nlp.pipe(n_process=...) sends every Doc back serialized
+    (Doc.to_bytes / from_bytes, a few milliseconds per doc here, mostly in
+    msgpack's encoder lookup), which made two processes slower than one on
+    short documents. Here a worker sends back the finished JSON records. Each
+    partition is one whole batch, so the confidences match a 1-process run.
+    """
+    global _FORKED_PIPELINE
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    import multiprocessing
+
+    _FORKED_PIPELINE = nlp
+    pool = ProcessPoolExecutor(max_workers=n_process, mp_context=multiprocessing.get_context("fork"))
+    in_flight: Deque = deque()
+
+    def drain_one() -> Iterator[Output]:
+        try:
+            result = in_flight.popleft().result()
+        except BrokenProcessPool as err:
+            raise PipelineError(
+                f"A worker process died ({describe(err)}; killed for lack of memory?): rerun with --resume, "
+                "with fewer --n-process or a smaller --batch-size."
+            ) from err
+        yield from _unpack_part(result, nlp.vocab)
+
+    try:
+        for part, payload in _partitions(records, batch_size):
+            in_flight.append(pool.submit(_annotate_forked, part, payload, batch_size, include_text, want_docs))
+            while len(in_flight) > 2 * n_process:
+                yield from drain_one()
+        while in_flight:
+            yield from drain_one()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _FORKED_PIPELINE = None
 
 
 class _DaskSession:
@@ -600,16 +683,14 @@ class _DaskSession:
 
         def drain_one() -> Iterator[Output]:
             try:
-                dicts, n_words, docs = in_flight.popleft().result()
+                result = in_flight.popleft().result()
             except AnnotateError:
                 raise
             except Exception as err:
                 raise DaskError(
                     f"A Dask task failed ({describe(err)}): check the workers' logs, then rerun with --resume."
                 ) from err
-            doc_list = list(DocBin().from_bytes(docs).get_docs(vocab)) if docs is not None else [None] * len(dicts)
-            for record, words, doc in zip(dicts, n_words, doc_list):
-                yield Output(record=record, doc=doc, n_words=words, error=error_text(record))
+            yield from _unpack_part(result, vocab)
 
         size = max(1, -(-partition_size // batch_size)) * batch_size  # a whole number of batches
         try:

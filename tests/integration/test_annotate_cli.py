@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import spacy
+from spacy.language import Language
 from spacy.tokens import DocBin
+
+from spacy_rnn_ner.annotate import BadLineError, annotate
 
 from tests.helpers import TEXTS, annotate_to, corpus, read_jsonl, strict_json, write_lines
 
@@ -47,10 +50,45 @@ def test_killed_run_resumes_without_duplicates_or_gaps(pipeline_dir, tmp_path):
 
 
 def test_n_process_2_gives_the_same_output(pipeline_dir, tmp_path):
-    src = write_lines(tmp_path / "in.txt", corpus(200))
+    lines = [json.dumps({"text": t, "id": i}) for i, t in enumerate(corpus(200))]
+    lines[50] = '{"text": "Lyon \\ud800"}'
+    lines[51] = "{broken"
+    src = write_lines(tmp_path / "in.jsonl", lines)
     one = annotate_to(pipeline_dir, src, tmp_path / "one.jsonl", batch_size=16)
     two = annotate_to(pipeline_dir, src, tmp_path / "two.jsonl", batch_size=16, n_process=2)
     assert one.read_bytes() == two.read_bytes()
+    assert len(read_jsonl(two)) == 200 and "error" in read_jsonl(two)[50]
+    # .spacy in and out, through the worker processes too.
+    annotate_to(pipeline_dir, src, tmp_path / "one.spacy", batch_size=16)
+    annotate_to(pipeline_dir, src, tmp_path / "two.spacy", batch_size=16, n_process=2)
+    vocab = spacy.blank("en").vocab
+    docs_one = list(DocBin().from_disk(tmp_path / "one.spacy").get_docs(vocab))
+    docs_two = list(DocBin().from_disk(tmp_path / "two.spacy").get_docs(vocab))
+    assert [(d.to_json(), d.user_data) for d in docs_one] == [(d.to_json(), d.user_data) for d in docs_two]
+    from_spacy = annotate_to(pipeline_dir, tmp_path / "one.spacy", tmp_path / "three.jsonl", batch_size=16, n_process=2)
+    reference = annotate_to(pipeline_dir, tmp_path / "one.spacy", tmp_path / "four.jsonl", batch_size=16)
+    assert from_spacy.read_bytes() == reference.read_bytes()
+
+
+@Language.component("test_explode_on_boom_forked")
+def explode_on_boom(doc):
+    if "BOOM" in doc.text:
+        raise RuntimeError("cannot take this document")
+    return doc
+
+
+def test_n_process_2_turns_pipeline_failures_into_error_records_and_stops_under_strict(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_explode_on_boom_forked")
+    texts = [f"doc {i}" for i in range(100)]
+    texts[70] = "a BOOM here"
+    src = write_lines(tmp_path / "in.txt", texts)
+    records = read_jsonl(annotate_to(nlp, src, tmp_path / "out.jsonl", batch_size=8, n_process=2))
+    assert [r["index"] for r in records] == list(range(100))
+    assert [i for i, r in enumerate(records) if "error" in r] == [70]
+    with pytest.raises(BadLineError, match="line 71: the pipeline failed"):
+        annotate(nlp, src, tmp_path / "strict.jsonl", batch_size=8, n_process=2, strict=True, progress=False)
+    assert [r["index"] for r in read_jsonl(tmp_path / "strict.jsonl")] == list(range(70))
 
 
 def test_dask_local_cluster_matches_single_process(pipeline_dir, tmp_path):
