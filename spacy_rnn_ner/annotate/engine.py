@@ -420,7 +420,7 @@ def _run(
         outputs = dask.outputs(model, iter(reader), batch_size, include_text, want_docs, partition_size)
     elif n_process > 1 and _can_fork():
         assert nlp is not None
-        outputs = _forked_outputs(nlp, iter(reader), batch_size, n_process, include_text, want_docs)
+        outputs = _forked_outputs(nlp, iter(reader), batch_size, n_process, include_text, want_docs, log)
     else:
         assert nlp is not None
         outputs = annotate_records(nlp, iter(reader), batch_size, n_process, include_text, want_docs)
@@ -574,6 +574,19 @@ def _payload(part: List[Record]) -> Tuple[List[Record], Optional[bytes]]:
 
 # --- Several local processes ----------------------------------------------------
 
+SHORT_DOC_WORDS = 50  # below this mean length, .spacy output was slower with 2 processes than with 1
+
+
+def _note_short_docs(part: List[Record], n_process: int, log: Callable[[str], Any]) -> None:
+    texts = [r.text for r in part if r.error is None and r.text is not None]
+    mean = sum(len(t.split()) for t in texts) / len(texts) if texts else 0.0
+    if texts and mean < SHORT_DOC_WORDS:
+        log(
+            f"--n-process {n_process} with .spacy output: these documents have {mean:.0f} words on average, and "
+            f"below about {SHORT_DOC_WORDS} the docs' serialization between processes costs more than the extra "
+            "processes save. For speed, use --n-process 1 or JSONL output."
+        )
+
 _FORKED_PIPELINE: Optional[Language] = None  # the pipeline forked workers inherit from the parent
 
 
@@ -591,7 +604,8 @@ def _annotate_forked(
 
 
 def _forked_outputs(
-    nlp: Language, records: Iterable[Record], batch_size: int, n_process: int, include_text: bool, want_docs: bool
+    nlp: Language, records: Iterable[Record], batch_size: int, n_process: int, include_text: bool, want_docs: bool,
+    log: Optional[Callable[[str], Any]] = None,
 ) -> Iterator[Output]:
     """n_process > 1: forked worker processes annotate partitions of one batch each, a few
     ahead, and the outputs come back in input order.
@@ -601,6 +615,9 @@ def _forked_outputs(
     msgpack's encoder lookup), which made two processes slower than one on
     short documents. Here a worker sends back the finished JSON records. Each
     partition is one whole batch, so the confidences match a 1-process run.
+    For .spacy output the docs still cross as a DocBin (and are written as one
+    again), which costs more than a second process saves on short documents:
+    `log` gets a note when the first partition's documents are short.
     """
     global _FORKED_PIPELINE
     from concurrent.futures import ProcessPoolExecutor
@@ -623,6 +640,9 @@ def _forked_outputs(
 
     try:
         for part, payload in _partitions(records, batch_size):
+            if want_docs and log is not None and not in_flight:
+                _note_short_docs(part, n_process, log)
+                log = None  # once
             in_flight.append(pool.submit(_annotate_forked, part, payload, batch_size, include_text, want_docs))
             while len(in_flight) > 2 * n_process:
                 yield from drain_one()

@@ -60,7 +60,9 @@ def test_n_process_2_gives_the_same_output(pipeline_dir, tmp_path):
     assert len(read_jsonl(two)) == 200 and "error" in read_jsonl(two)[50]
     # .spacy in and out, through the worker processes too.
     annotate_to(pipeline_dir, src, tmp_path / "one.spacy", batch_size=16)
-    annotate_to(pipeline_dir, src, tmp_path / "two.spacy", batch_size=16, n_process=2)
+    notes = []
+    annotate_to(pipeline_dir, src, tmp_path / "two.spacy", batch_size=16, n_process=2, log=notes.append)
+    assert len([n for n in notes if "words on average" in n]) == 1  # short docs: the note that -n 1 is faster
     vocab = spacy.blank("en").vocab
     docs_one = list(DocBin().from_disk(tmp_path / "one.spacy").get_docs(vocab))
     docs_two = list(DocBin().from_disk(tmp_path / "two.spacy").get_docs(vocab))
