@@ -144,7 +144,8 @@ def write_lines(path: Path, lines) -> Path:
 
 
 def read_jsonl(path: Path):
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+    # Split on newlines only: str.splitlines would also split inside a record at U+2028 and the like.
+    return [json.loads(line) for line in path.read_text(encoding="utf8").split("\n") if line]
 
 
 def expected_ents(nlp, text):
@@ -199,7 +200,7 @@ def strict_json(line: str):
 
 def read_strict_jsonl(path: Path):
     """The records of a JSONL output, checking that each line is strict UTF-8 JSON."""
-    return [strict_json(line) for line in path.read_bytes().decode("utf8").splitlines()]
+    return [strict_json(line) for line in path.read_bytes().decode("utf8").split("\n") if line]
 
 
 REPO = Path(__file__).resolve().parents[1]

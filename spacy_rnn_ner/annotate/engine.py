@@ -357,7 +357,8 @@ def annotate(
         (rounded up to a whole number of batches). `dask_timeout`: seconds to
         reach the scheduler and see a worker.
     progress: show a progress bar (default: only when stderr is a terminal).
-    log: called with a one-line description of each error record.
+    log: called with a one-line description of each error record, and with
+        notes on settings that slow the run down.
     Raises an AnnotateError subclass (its exit_code says which kind) for
     problems the user can fix.
     """
@@ -435,18 +436,17 @@ def _run(
                 flush()
         flush()
     except BaseException:
-        if buffer and not writer.failed:
+        # On the way out of another error, write what was annotated, but let a
+        # failure to do so not hide the error that stopped the run.
+        for step in (lambda: flush() if not writer.failed else None, outputs.close, bar.close, writer.close):
             try:
-                flush()
+                step()
             except Exception:
-                pass  # the error on its way out says what went wrong first
+                pass
         raise
-    finally:
-        close = getattr(outputs, "close", None)
-        if close is not None:
-            close()
-        bar.close()
-        writer.close()
+    outputs.close()
+    bar.close()
+    writer.close()
     if reader.error is not None:
         raise reader.error
     if reader.bad is not None:
