@@ -367,7 +367,12 @@ def annotate(
     in_fmt = detect_format(input_path, input_format, INPUT_FORMATS)
     out_fmt = detect_format(output_path, output_format, OUTPUT_FORMATS)
     check_paths(input_path, output_path)
-    point = check_resume(input_path, in_fmt, output_path, out_fmt) if resume else None
+    try:
+        point = check_resume(input_path, in_fmt, output_path, out_fmt) if resume else None
+    except OSError as err:
+        raise InputOutputError(
+            f"Cannot resume {output_path}: {err.strerror or describe(err)} ({err.filename or output_path})."
+        ) from err
     # The pipeline (or the Dask cluster) comes before the output is opened, so
     # that a pipeline that does not load leaves an existing output as it was.
     dask = _DaskSession(dask_address, dask_timeout) if dask_address else None

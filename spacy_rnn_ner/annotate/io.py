@@ -62,7 +62,7 @@ class InputOutputError(AnnotateError):
 
 
 class PipelineError(AnnotateError):
-    """The pipeline cannot be loaded, or fails on every document."""
+    """The pipeline cannot be loaded, fails on document after document, or its worker process died."""
 
     exit_code = 4
 
@@ -156,18 +156,28 @@ def _document_lines(path: Path, fmt: str) -> Iterator[Tuple[int, bytes]]:
 
 
 def _spacy_docs(path: Path, vocab: Vocab) -> Iterator[Doc]:
-    """The docs of a .spacy file, with a file error (not a traceback) when it is not one."""
-    try:
-        doc_bin = DocBin().from_disk(path)
-        docs = list(doc_bin.get_docs(vocab))
-    except OSError as err:
-        raise InputOutputError(f"Cannot read the input {path}: {err.strerror or describe(err)}.") from err
-    except Exception as err:
-        raise InputOutputError(
+    """The docs of a .spacy file, one at a time, with a file error (not a traceback) when it is not one."""
+
+    def unreadable(err: Exception) -> InputOutputError:
+        if isinstance(err, OSError):
+            return InputOutputError(f"Cannot read the input {path}: {err.strerror or describe(err)}.")
+        return InputOutputError(
             f"Cannot read {path} as a .spacy file ({describe(err)}): give a file that DocBin.to_disk wrote, "
             "or set --input-format."
-        ) from err
-    yield from docs
+        )
+
+    try:
+        docs = DocBin().from_disk(path).get_docs(vocab)
+    except Exception as err:
+        raise unreadable(err) from err
+    while True:
+        try:
+            doc = next(docs)
+        except StopIteration:
+            return
+        except Exception as err:
+            raise unreadable(err) from err
+        yield doc
 
 
 def input_digests(path: Path, fmt: str) -> Iterator[bytes]:
