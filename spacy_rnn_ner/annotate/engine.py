@@ -367,6 +367,7 @@ def annotate(
     in_fmt = detect_format(input_path, input_format, INPUT_FORMATS)
     out_fmt = detect_format(output_path, output_format, OUTPUT_FORMATS)
     check_paths(input_path, output_path)
+    point: Optional[ResumePoint] = None
     try:
         point = check_resume(input_path, in_fmt, output_path, out_fmt) if resume else None
     except OSError as err:

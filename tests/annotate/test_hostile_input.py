@@ -4,7 +4,6 @@ import errno
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 import spacy
