@@ -1,13 +1,28 @@
 """The `spacy_rnn_ner` command line (typer, like spaCy's own CLI)."""
+import traceback
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from wasabi import msg
 
 from .annotate import AnnotateError, annotate
+from .annotate.engine import DEFAULT_DASK_TIMEOUT
 
 app = typer.Typer(name="spacy_rnn_ner", add_completion=False, no_args_is_help=True)
+
+# Exit codes of `annotate`; the numbers of AnnotateError.exit_code and its subclasses.
+EXIT_CODES = {
+    0: "done",
+    1: "a bad input line stopped a --strict run",
+    2: "bad options or usage",
+    3: "the input cannot be read, or the output cannot be written or resumed",
+    4: "the pipeline cannot be loaded, or fails on document after document",
+    5: "the Dask scheduler cannot be reached, has no workers, or a task failed",
+    6: "an unexpected error (a bug: rerun with --debug and report the traceback)",
+    130: "interrupted (Ctrl-C): rerun with --resume",
+}
+UNEXPECTED, INTERRUPTED = 6, 130
 
 
 @app.callback()
@@ -15,7 +30,18 @@ def main() -> None:
     """spacy-rnn-ner: a BiLSTM entity tagger for spaCy. Run a command with --help for its options."""
 
 
-@app.command("annotate")
+def _fail(text: str, code: int, debug: bool) -> NoReturn:
+    """Report an error as one line on stderr (after the traceback with --debug) and exit with `code`."""
+    if debug:
+        typer.echo(traceback.format_exc(), err=True)
+    typer.echo(f"✘ {' '.join(text.split())}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command(
+    "annotate",
+    epilog="Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()) + ".",
+)
 def annotate_cli(
     model: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package name"),
     input_path: Path = typer.Argument(..., help="Input: .txt (one document per line), .jsonl or .spacy", dir_okay=False),
@@ -23,31 +49,38 @@ def annotate_cli(
     input_format: Optional[str] = typer.Option(None, "--input-format", "-if", help="text, jsonl or spacy (default: from the suffix)"),
     output_format: Optional[str] = typer.Option(None, "--output-format", "-of", help="jsonl or spacy (default: from the suffix)"),
     text_key: str = typer.Option("text", "--text-key", "-k", help="JSONL key that holds the text"),
-    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Documents per nlp.pipe batch"),
-    n_process: int = typer.Option(1, "--n-process", "-n", help="Processes for nlp.pipe"),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run after its last complete record"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Documents per nlp.pipe batch (at least 1)"),
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Processes for nlp.pipe (at least 1; see the README for when more help)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run after its last complete record (only onto an output of this input)"),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad input line instead of writing an error record"),
     include_text: bool = typer.Option(False, "--include-text", help="Copy each document's text into its JSONL record"),
     dask: Optional[str] = typer.Option(None, "--dask", help="Dask scheduler address (tcp://host:8786), or local:N for N local workers"),
-    partition_size: int = typer.Option(500, "--partition-size", help="Documents per Dask partition"),
+    dask_timeout: float = typer.Option(DEFAULT_DASK_TIMEOUT, "--dask-timeout", help="Seconds to reach the Dask scheduler and see a worker"),
+    partition_size: int = typer.Option(500, "--partition-size", help="Documents per Dask partition (at least 1)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error"),
 ) -> None:
     """Annotate a corpus with a trained pipeline: one output record per input document, in order.
 
-    A bad input line (invalid JSON, no text, bytes that are not UTF-8) gives
-    an error record naming its line, or stops the run with --strict. Entities
-    carry character offsets, label and, where the pipeline provides one, a
-    confidence score.
+    A bad input line (invalid JSON, no text, bytes that are not UTF-8, a lone
+    surrogate in the text, nesting deeper than 100) gives an error record
+    naming its line, or stops the run with --strict. Entities carry character
+    offsets, label and, where the pipeline provides one, a confidence score.
+    Errors are reported as one line on stderr; the exit code says which kind.
     """
     try:
         stats = annotate(
             model, input_path, output_path, input_format=input_format, output_format=output_format,
             text_key=text_key, batch_size=batch_size, n_process=n_process, resume=resume, strict=strict,
-            include_text=include_text, dask_address=dask, partition_size=partition_size, progress=progress,
-            log=lambda text: msg.warn(text),
+            include_text=include_text, dask_address=dask, dask_timeout=dask_timeout, partition_size=partition_size,
+            progress=progress, log=lambda text: msg.warn(text),
         )
     except AnnotateError as err:
-        msg.fail(str(err), exits=1)
+        _fail(str(err), err.exit_code, debug)
+    except KeyboardInterrupt:
+        _fail(f"Interrupted: the documents annotated so far are in {output_path}; rerun with --resume to go on.", INTERRUPTED, debug)
+    except Exception as err:
+        _fail(f"Unexpected error ({type(err).__name__}: {err}): rerun with --debug and report the traceback.", UNEXPECTED, debug)
     if stats.skipped:
         msg.info(f"Resumed after {stats.skipped:,} documents already in {output_path}")
     msg.good(

@@ -144,7 +144,8 @@ def write_lines(path: Path, lines) -> Path:
 
 
 def read_jsonl(path: Path):
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+    # Split on newlines only: str.splitlines would also split inside a record at U+2028 and the like.
+    return [json.loads(line) for line in path.read_text(encoding="utf8").split("\n") if line]
 
 
 def expected_ents(nlp, text):
@@ -154,6 +155,52 @@ def expected_ents(nlp, text):
 def annotate_to(pipeline_dir, src, out, **kwargs):
     annotate(pipeline_dir, src, out, progress=False, **kwargs)
     return out
+
+
+def crash_state(full: Path, src: Path, out: Path, n_records: int, extra_records: int = 0, half_of_next: bool = False) -> Path:
+    """What a run killed after counting `n_records` records of `full` leaves at `out`: those
+    records, `extra_records` more written but not yet counted, maybe half a record, and a
+    resume file that counts `n_records` input documents of `src`."""
+    lines = full.read_bytes().splitlines(keepends=True)
+    data = b"".join(lines[: n_records + extra_records])
+    if half_of_next:
+        data += lines[n_records + extra_records][: len(lines[n_records + extra_records]) // 2]
+    out.write_bytes(data)
+    count_in_resume_file(src, out, n_records)
+    return out
+
+
+def count_in_resume_file(src: Path, out: Path, n_docs: int) -> None:
+    """Write the resume file of `out` as a run that made the first `n_docs` documents of `src` safe does."""
+    from spacy_rnn_ner.annotate.io import Progress, detect_format, input_digests
+
+    digests = input_digests(src, detect_format(src, None, ("text", "jsonl", "spacy")))
+    Progress(out, src).advance([next(digests) for _ in range(n_docs)])
+
+
+def strict_json(line: str):
+    """json.loads that refuses NaN/Infinity and any lone surrogate in the decoded values."""
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    value = json.loads(line, parse_constant=refuse)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            assert not any(0xD800 <= ord(c) <= 0xDFFF for c in item), f"lone surrogate in {item!r}"
+    return value
+
+
+def read_strict_jsonl(path: Path):
+    """The records of a JSONL output, checking that each line is strict UTF-8 JSON."""
+    return [strict_json(line) for line in path.read_bytes().decode("utf8").split("\n") if line]
 
 
 REPO = Path(__file__).resolve().parents[1]

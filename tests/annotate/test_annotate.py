@@ -7,9 +7,9 @@ import spacy
 from spacy.tokens import DocBin
 
 from spacy_rnn_ner.annotate import annotate
-from spacy_rnn_ner.annotate.io import AnnotateError, DocBinWriter, Output
+from spacy_rnn_ner.annotate.io import AnnotateError, DocBinWriter, Output, Progress, resume_file
 
-from tests.helpers import TEXTS, annotate_to, corpus, expected_ents, read_jsonl, write_lines
+from tests.helpers import TEXTS, annotate_to, corpus, count_in_resume_file, crash_state, expected_ents, read_jsonl, write_lines
 
 
 def test_text_to_jsonl_one_record_per_line_in_order(pipeline_dir, trained_nlp, tmp_path):
@@ -86,18 +86,24 @@ def test_resume_after_truncated_output_matches_uninterrupted_run(pipeline_dir, t
     src = write_lines(tmp_path / "in.txt", corpus(60))
     full = annotate_to(pipeline_dir, src, tmp_path / "full.jsonl", batch_size=16)
     data = full.read_bytes()
-    # A crash mid-write: keep 23 records and half of the 24th.
-    cut = 0
-    for _ in range(23):
-        cut = data.index(b"\n", cut) + 1
-    partial = tmp_path / "partial.jsonl"
-    partial.write_bytes(data[: cut + (data.index(b"\n", cut) - cut) // 2])
+    # A crash mid-write: 23 records counted in the resume file, then half of the 24th.
+    partial = crash_state(full, src, tmp_path / "partial.jsonl", 23, half_of_next=True)
     stats = annotate(pipeline_dir, src, partial, resume=True, batch_size=16, progress=False)
     assert stats.skipped == 23 and stats.docs == 60 - 23
     assert partial.read_bytes() == data
     # Resuming a finished run does nothing and changes nothing.
     stats = annotate(pipeline_dir, src, partial, resume=True, progress=False)
     assert stats.docs == 0 and partial.read_bytes() == data
+
+
+def test_resume_drops_records_written_after_the_resume_file_was_saved(trained_nlp, tmp_path):
+    src = write_lines(tmp_path / "in.txt", corpus(40))
+    full = annotate_to(trained_nlp, src, tmp_path / "full.jsonl", batch_size=8)
+    # Killed between writing records 10-14 and counting them in the resume file.
+    partial = crash_state(full, src, tmp_path / "partial.jsonl", 10, extra_records=5)
+    stats = annotate(trained_nlp, src, partial, resume=True, batch_size=8, progress=False)
+    assert stats.skipped == 10 and stats.docs == 30
+    assert partial.read_bytes() == full.read_bytes()
 
 
 def test_resume_refuses_output_from_another_input(pipeline_dir, tmp_path):
@@ -135,6 +141,7 @@ def test_spacy_output_resumes_from_complete_parts(pipeline_dir, tmp_path):
     parts.mkdir()
     DocBin(docs=reference[:10], store_user_data=True).to_disk(parts / "part-000000.spacy")
     (parts / "part-000001.tmp").write_bytes(b"\x00garbage")
+    count_in_resume_file(src, out, 10)
     stats = annotate(pipeline_dir, src, out, resume=True, progress=False)
     assert stats.skipped == 10 and stats.docs == 15
     got = list(DocBin().from_disk(out).get_docs(nlp.vocab))
@@ -144,11 +151,16 @@ def test_spacy_output_resumes_from_complete_parts(pipeline_dir, tmp_path):
 
 def test_docbin_writer_writes_parts_of_fixed_size(tmp_path):
     nlp = spacy.blank("en")
-    writer = DocBinWriter(tmp_path / "o.spacy", resume=False, part_size=4)
-    writer.write([Output(record={}, doc=nlp.make_doc(f"doc {i}")) for i in range(10)])
+    src = write_lines(tmp_path / "in.txt", [f"doc {i}" for i in range(10)])
+    out = tmp_path / "o.spacy"
+    writer = DocBinWriter(out, Progress(out, src), part_size=4)
+    writer.write([Output(record={}, doc=nlp.make_doc(f"doc {i}")) for i in range(10)], [b"d"] * 10)
     assert sorted(p.name for p in (tmp_path / "o.spacy.parts").iterdir()) == ["part-000000.spacy", "part-000001.spacy"]
+    # Only the documents in whole parts count as safely written.
+    assert json.loads(resume_file(out).read_text())["documents"] == 8
     writer.close()
     assert [d.text for d in DocBin().from_disk(tmp_path / "o.spacy").get_docs(nlp.vocab)] == [f"doc {i}" for i in range(10)]
+    assert json.loads(resume_file(out).read_text())["documents"] == 10
 
 
 def test_text_longer_than_max_length_is_an_error_record(pipeline_dir, tmp_path, monkeypatch):
