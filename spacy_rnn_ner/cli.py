@@ -89,5 +89,28 @@ def annotate_cli(
     )
 
 
+
+@app.command("summary", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def summary_cli(
+    ctx: typer.Context,
+    model_or_config: str = typer.Argument(..., help="A trained pipeline (directory or package name) or a .cfg file"),
+    component: Optional[str] = typer.Option(None, "--component", "-c", help="The component (default: the first rnn_tagger)"),
+    labels: str = typer.Option("PER,LOC,ORG,MISC", "--labels", "-l", help="For a config: the labels to initialize with, comma-separated"),
+) -> None:
+    """Print the model summary: one row per layer (feature tables, character
+    embedding, LSTM per layer and direction, document memory, window, output,
+    CRF transitions) with its output shape on a sample batch and its parameter
+    count, then the totals and the size on disk. Extra --section.key value
+    pairs override the config, as for `spacy train`."""
+    from spacy.cli._util import parse_config_overrides
+
+    from .summary import summary_command
+
+    try:
+        summary_command(model_or_config, component, labels, parse_config_overrides(ctx.args))
+    except (ValueError, OSError) as err:
+        msg.fail(str(err), exits=1)
+
+
 if __name__ == "__main__":
     app()
