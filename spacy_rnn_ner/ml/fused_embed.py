@@ -33,16 +33,17 @@ class PlanCache:
     """The mixed tables for the current weights.
 
     Valid while the param arrays are the same objects and the mixing layer's
-    weights are unchanged. The second check catches in-place optimizer
-    updates: every update that changes an embedding table passes its gradient
-    through the mixing layer, whose weights change with it. A lock makes the
-    lazy build safe when two threads predict at once. Copies start empty.
+    bias is unchanged. The second check catches in-place optimizer updates:
+    every update that changes an embedding table passes its gradient through
+    the mixing layer, whose bias (a few hundred numbers, cheap to compare on
+    every call) changes with it. A lock makes the lazy build safe when two
+    threads predict at once. Copies start empty.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.params: List[Any] = []
-        self.mix_weights: Any = None
+        self.mix_bias: Any = None
         self.plan: Optional[Dict[str, Any]] = None
 
     def __deepcopy__(self, memo) -> "PlanCache":
@@ -108,12 +109,12 @@ def _params(model: Model) -> List[Any]:
 
 def _current_plan(model: Model, cache: PlanCache) -> Dict[str, Any]:
     params = _params(model)
-    mix_weights = model.get_ref("maxout").get_param("W")
+    mix_bias = model.get_ref("maxout").get_param("b")
     with cache.lock:
         same = len(cache.params) == len(params) and all(a is b for a, b in zip(cache.params, params))
-        if cache.plan is None or not same or not model.ops.xp.array_equal(cache.mix_weights, mix_weights):
+        if cache.plan is None or not same or not model.ops.xp.array_equal(cache.mix_bias, mix_bias):
             cache.plan = build_plan(model)
-            cache.params, cache.mix_weights = params, mix_weights.copy()
+            cache.params, cache.mix_bias = params, mix_bias.copy()
         return cache.plan
 
 
