@@ -102,12 +102,10 @@ def summary_cli(
     CRF transitions) with its output shape on a sample batch and its parameter
     count, then the totals and the size on disk. Extra --section.key value
     pairs override the config, as for `spacy train`."""
-    from spacy.cli._util import parse_config_overrides
-
-    from .summary import summary_command
+    from .summary import config_overrides, summary_command
 
     try:
-        summary_command(model_or_config, component, labels, parse_config_overrides(ctx.args))
+        summary_command(model_or_config, component, labels, config_overrides(ctx.args))
     except (ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
 

@@ -459,17 +459,25 @@ def summary_command(
     return text
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m spacy_rnn_ner.summary`; extra --section.key value pairs override the config."""
+def config_overrides(args: Sequence[str]) -> Dict[str, Any]:
+    """`--section.key value` pairs as a config override dict, read the way the
+    `spacy` CLI reads them. spaCy exposes its parser only in the private
+    module spacy.cli._util; this is the one place that imports it
+    (tests/integration/test_summary_cli.py fails clearly if it moves)."""
     from spacy.cli._util import parse_config_overrides
 
+    return parse_config_overrides(list(args))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m spacy_rnn_ner.summary`; extra --section.key value pairs override the config."""
     parser = argparse.ArgumentParser(prog="python -m spacy_rnn_ner.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_or_config", help="a trained pipeline (directory or package name) or a .cfg file")
     parser.add_argument("--component", "-c", default=None, help="the component (default: the first rnn_tagger)")
     parser.add_argument("--labels", "-l", default=DEFAULT_LABELS, help=f"for a config: labels, comma-separated (default {DEFAULT_LABELS})")
     args, rest = parser.parse_known_args(argv)
     try:
-        summary_command(args.model_or_config, args.component, args.labels, parse_config_overrides(rest))
+        summary_command(args.model_or_config, args.component, args.labels, config_overrides(rest))
     except (ValueError, OSError) as err:
         print(err, file=sys.stderr)
         return 1
