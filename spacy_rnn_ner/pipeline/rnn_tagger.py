@@ -370,22 +370,8 @@ class RNNTagger(TrainablePipe):
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
         """Learn from a batch of examples; partially annotated docs are fine."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, "RNNTagger.update")
         self._require_initialized()
-        if not any(len(eg.predicted) for eg in examples):
-            return losses
-        set_dropout_rate(self.model, drop)
-        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_scores = self.get_loss(examples, scores)
-        backprop(d_scores)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
+        return self._step(examples, drop, sgd, losses, "RNNTagger.update", self.get_loss)
 
     def rehearse(
         self,
@@ -399,17 +385,14 @@ class RNNTagger(TrainablePipe):
         nlp.resume_training() was called, on any text (spaCy's rehearsal, which
         limits forgetting while a new type is learned). The columns of tags
         added since then are left free."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, "RNNTagger.rehearse")
-        docs = [eg.predicted for eg in examples]
-        if self._rehearsal_model is None or not any(len(doc) for doc in docs):
+        if self._rehearsal_model is None:  # nothing to keep yet
+            losses = {} if losses is None else losses
+            losses.setdefault(self.name, 0.0)
             return losses
-        set_dropout_rate(self.model, drop)
-        scores, backprop = self.model.begin_update(docs)
-        targets = self._rehearsal_model.predict(docs)
+        return self._step(examples, drop, sgd, losses, "RNNTagger.rehearse", self._rehearsal_loss)
+
+    def _rehearsal_loss(self, examples: List[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        targets = self._rehearsal_model.predict([eg.predicted for eg in examples])  # type: ignore[union-attr]
         d_scores, loss = [], 0.0
         for score, target in zip(scores, targets):
             d = self.model.ops.alloc2f(*score.shape)
@@ -417,6 +400,29 @@ class RNNTagger(TrainablePipe):
             d[:, :n] = score[:, :n] - target
             d_scores.append(d)
             loss += float((d**2).sum())
+        return loss, d_scores
+
+    def _step(
+        self,
+        examples: Iterable[Example],
+        drop: float,
+        sgd: Optional[Optimizer],
+        losses: Optional[Dict[str, float]],
+        where: str,
+        get_loss: Callable[[List[Example], List[Floats2d]], Tuple[float, List[Floats2d]]],
+    ) -> Dict[str, float]:
+        """One update: scores for the examples' docs, `get_loss`'s gradient back
+        through the model, the optimizer step; the loss is added to `losses`."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, where)
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = get_loss(examples, scores)
         backprop(d_scores)
         if sgd is not None:
             self.finish_update(sgd)
