@@ -21,14 +21,7 @@ def gold_token_examples(nlp: Language, path: Union[str, Path], sentences: bool =
     """Examples from a .spacy file whose predicted docs carry the gold tokens
     (and the gold sentence starts, unless `sentences` is False: then the
     pipeline's own sentencizer, if it has one, sets them, as for raw text)."""
-    examples = list(GoldTokenCorpus(path)(nlp))
-    if not sentences:
-        examples = [Example(_without_sentences(eg.predicted), eg.reference) for eg in examples]
-    return examples
-
-
-def _without_sentences(doc: Doc) -> Doc:
-    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+    return list(GoldTokenCorpus(path, drop_sentences=0.0 if sentences else 1.0)(nlp))
 
 
 def evaluate_gold_tokens(nlp: Language, path: Union[str, Path], batch_size: int = 256, sentences: bool = True) -> Dict:

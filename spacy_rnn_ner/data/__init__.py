@@ -1,4 +1,4 @@
-"""Data handling: CoNLL column files to Docs, and the gold-token corpus reader."""
-from .corpus import GoldTokenCorpus, create_gold_token_corpus
+"""Data handling: CoNLL column files to Docs, and the corpus readers."""
+from .corpus import GoldTokenCorpus, create_gold_token_corpus, create_gold_token_corpus_v2
 
-__all__ = ["GoldTokenCorpus", "create_gold_token_corpus"]
+__all__ = ["GoldTokenCorpus", "create_gold_token_corpus", "create_gold_token_corpus_v2"]
