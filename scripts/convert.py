@@ -59,14 +59,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         metavar="N",
         help="group sentences into docs of N sentences when the file has no -DOCSTART- lines",
     )
+    parser.add_argument(
+        "--tag-column",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="also keep column N (0 is the token) as token.tag_, e.g. 1 for CoNLL-2003's part-of-speech tags",
+    )
     return parser.parse_args(argv)
 
 
-def convert(input_path: Path, output_path: Path, lang: str, scheme: str, n_sents_per_doc: Optional[int]) -> str:
+def convert(
+    input_path: Path, output_path: Path, lang: str, scheme: str, n_sents_per_doc: Optional[int], tag_column: Optional[int] = None
+) -> str:
     """Read ``input_path``, save its Docs to ``output_path`` and return the stats line."""
     from spacy.tokens import DocBin
 
-    docs, stats = conll.read_conll(input_path, lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc)
+    docs, stats = conll.read_conll(input_path, lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc, tag_column=tag_column)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=False).to_disk(output_path)
     return stats.format(input_path.stem)
@@ -76,7 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the conversion; return 0 on success and 1 with a message on bad input."""
     args = parse_args(argv)
     try:
-        line = convert(args.input, args.output, args.lang, args.scheme, args.n_sents_per_doc)
+        line = convert(args.input, args.output, args.lang, args.scheme, args.n_sents_per_doc, args.tag_column)
     except (ValueError, OSError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

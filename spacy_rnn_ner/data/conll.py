@@ -92,11 +92,13 @@ class ConllFormatError(ValueError):
 
 
 class ConllToken(NamedTuple):
-    """One token line: the word, its raw NER tag and where it came from."""
+    """One token line: the word, its raw NER tag, where it came from, and the
+    columns between the word and the NER tag (CoNLL-2003: part-of-speech, chunk)."""
 
     text: str
     tag: str
     line_no: int
+    middle: Tuple[str, ...] = ()
 
 
 ConllSentence = List[ConllToken]
@@ -241,7 +243,7 @@ def parse_conll(source: Source, *, source_name: Optional[str] = None) -> ConllFi
             problem = _check_tag(tag)
             if problem:
                 raise ConllFormatError(problem, line_no=line_no, line=line, source=name)
-            sentence.append(ConllToken(columns[0], tag, line_no))
+            sentence.append(ConllToken(columns[0], tag, line_no, tuple(columns[1:-1])))
     finally:
         if must_close:
             lines.close()  # type: ignore[union-attr]
@@ -389,9 +391,13 @@ def _sentence_spans(sentence: ConllSentence, scheme: str, source: Optional[str])
         ) from None
 
 
-def _build_doc(vocab: Vocab, sentences: Sequence[ConllSentence], scheme: str, source: Optional[str]) -> Doc:
-    """Make one Doc from sentences: words, sentence starts and BIO entity tags."""
+def _build_doc(
+    vocab: Vocab, sentences: Sequence[ConllSentence], scheme: str, source: Optional[str], tag_column: Optional[int] = None
+) -> Doc:
+    """Make one Doc from sentences: words, sentence starts, BIO entity tags and,
+    with `tag_column`, that column as token.tag_."""
     words: List[str] = []
+    token_tags: Optional[List[str]] = [] if tag_column is not None else None
     sent_starts: List[bool] = []
     bio: List[str] = []
     n_spans = 0
@@ -403,15 +409,30 @@ def _build_doc(vocab: Vocab, sentences: Sequence[ConllSentence], scheme: str, so
                 sentence_bio[i] = f"I-{label}"
             n_spans += 1
         words.extend(token.text for token in sentence)
+        if token_tags is not None:
+            token_tags.extend(_column(token, tag_column, source) for token in sentence)  # type: ignore[arg-type]
         sent_starts.extend([True] + [False] * (len(sentence) - 1))
         bio.extend(sentence_bio)
     spaces = [True] * len(words)
     if spaces:
         spaces[-1] = False
-    doc = Doc(vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=bio)
+    doc = Doc(vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=bio, tags=token_tags)
     if len(doc.ents) != n_spans:  # guards against spaCy re-reading our tags differently
         raise RuntimeError(f"built {len(doc.ents)} entities from {n_spans} tag spans in {source or 'input'}")
     return doc
+
+
+def _column(token: ConllToken, column: int, source: Optional[str]) -> str:
+    """Column `column` of a token line (0 is the word); only the columns before the NER tag."""
+    if not 1 <= column <= len(token.middle):
+        raise ConllFormatError(
+            f"tag column {column} asked for, but this line has {len(token.middle)} column(s) between "
+            "the token and the NER tag (columns are counted from 0, the token)",
+            line_no=token.line_no,
+            line=" ".join([token.text, *token.middle, token.tag]),
+            source=source,
+        )
+    return token.middle[column - 1]
 
 
 def _group_sentences(parsed: ConllFile, n_sents_per_doc: Optional[int]) -> List[ConllDocument]:
@@ -430,19 +451,22 @@ def build_docs(
     *,
     scheme: str = "auto",
     n_sents_per_doc: Optional[int] = None,
+    tag_column: Optional[int] = None,
 ) -> List[Doc]:
     """Turn a parsed file into Docs (one per document) with sentence starts and ``doc.ents`` set.
 
     ``scheme="auto"`` detects the scheme over the whole file; each sentence is
     then decoded on its own, so entities never cross sentence boundaries.
     ``n_sents_per_doc`` only applies to files without ``-DOCSTART-`` lines.
+    ``tag_column`` (counted from 0, the token) also keeps that column as
+    ``token.tag_``, e.g. 1 for CoNLL-2003's part-of-speech tags.
     """
     scheme = normalize_scheme(scheme)
     if scheme == "auto":
         scheme = detect_scheme([token.tag for token in sentence] for sentence in parsed.sentences())
     vocab = _resolve_vocab(vocab_or_lang)
     groups = _group_sentences(parsed, n_sents_per_doc)
-    return [_build_doc(vocab, group, scheme, parsed.source) for group in groups if group]
+    return [_build_doc(vocab, group, scheme, parsed.source, tag_column) for group in groups if group]
 
 
 def read_conll(
@@ -452,6 +476,7 @@ def read_conll(
     scheme: str = "auto",
     n_sents_per_doc: Optional[int] = None,
     source_name: Optional[str] = None,
+    tag_column: Optional[int] = None,
 ) -> Tuple[List[Doc], ConllStats]:
     """Read a CoNLL column file (path or lines) into Docs and their corpus statistics.
 
@@ -459,7 +484,7 @@ def read_conll(
     the scheme and grouping options.
     """
     parsed = parse_conll(source, source_name=source_name)
-    docs = build_docs(parsed, vocab_or_lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc)
+    docs = build_docs(parsed, vocab_or_lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc, tag_column=tag_column)
     return docs, ConllStats.from_docs(docs)
 
 
@@ -469,6 +494,9 @@ def read_conll_text(
     *,
     scheme: str = "auto",
     n_sents_per_doc: Optional[int] = None,
+    tag_column: Optional[int] = None,
 ) -> Tuple[List[Doc], ConllStats]:
     """Read CoNLL data held in a string (handy for tests and small examples)."""
-    return read_conll(io.StringIO(text), vocab_or_lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc)
+    return read_conll(
+        io.StringIO(text), vocab_or_lang, scheme=scheme, n_sents_per_doc=n_sents_per_doc, tag_column=tag_column
+    )

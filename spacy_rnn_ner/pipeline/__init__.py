@@ -1,5 +1,8 @@
-"""The spaCy side: the `rnn_tagger` component and the tag lattice it decodes with."""
+"""The spaCy side: the `rnn_tagger` (entities) and `rnn_token_tagger` (one tag
+per token) components, their shared base and the tag lattice they decode with."""
+from .labeller import SequenceLabeller
 from .lattice import TagLattice
 from .rnn_tagger import RNNTagger, make_rnn_tagger
+from .token_tagger import RNNTokenTagger, make_rnn_token_tagger
 
-__all__ = ["RNNTagger", "make_rnn_tagger", "TagLattice"]
+__all__ = ["RNNTagger", "make_rnn_tagger", "RNNTokenTagger", "make_rnn_token_tagger", "SequenceLabeller", "TagLattice"]

@@ -15,6 +15,9 @@ import numpy
 from ..util import length_groups, pad
 
 SCHEMES = ("BILUO", "BIO")
+# Not an entity scheme: the tags are the labels themselves (token tags such as
+# part-of-speech), in any order, with no 'O' tag and no constraints.
+TOKEN_TAGS = "TAGS"
 OUT = "O"
 # A large negative number stands in for log(0): -inf would turn 0 * -inf into
 # NaN in vectorised sums, and this is far below any real log-probability sum.
@@ -31,7 +34,10 @@ def check_scheme(scheme: str) -> str:
 
 
 def make_tags(labels: Iterable[str], scheme: str = "BILUO") -> List[str]:
-    """The tag inventory for entity labels: 'O' first, then each label's tags."""
+    """The tag inventory for entity labels: 'O' first, then each label's tags
+    (for TOKEN_TAGS, the labels themselves)."""
+    if scheme == TOKEN_TAGS:
+        return list(labels)
     prefixes = "BILU" if check_scheme(scheme) == "BILUO" else "BI"
     return [OUT] + [f"{prefix}-{label}" for label in labels for prefix in prefixes]
 
@@ -71,6 +77,9 @@ def transition_constraints(tags: Sequence[str], scheme: str) -> Tuple[numpy.ndar
     Returns (allowed, start, end): allowed[i, j] says tag j may follow tag i;
     start[j] says a doc may begin with tag j; end[i] says a doc may end with tag i.
     """
+    if scheme == TOKEN_TAGS:
+        everywhere = numpy.ones(len(tags), dtype=bool)
+        return numpy.ones((len(tags), len(tags)), dtype=bool), everywhere, everywhere
     biluo = check_scheme(scheme) == "BILUO"
     prefixes = numpy.array([split_tag(tag)[0] for tag in tags])
     labels = numpy.array([split_tag(tag)[1] for tag in tags], dtype=object)
@@ -105,7 +114,7 @@ class TagLattice:
 
     def __init__(self, labels: Sequence[str], scheme: str) -> None:
         self.labels = tuple(labels)
-        self.scheme = check_scheme(scheme)
+        self.scheme = scheme if scheme == TOKEN_TAGS else check_scheme(scheme)
         self.tags = make_tags(self.labels, self.scheme)
         self.index: Dict[str, int] = {tag: i for i, tag in enumerate(self.tags)}
         self.allowed, start, end = transition_constraints(self.tags, self.scheme)

@@ -47,7 +47,7 @@ def load_and_tag(model_dir):
     return names, n_tokens
 
 
-@pytest.mark.parametrize("config", ["config.cfg", "tok2vec_listener.cfg"])
+@pytest.mark.parametrize("config", ["config.cfg", "tok2vec_listener.cfg", "token_tagger.cfg"])
 def test_spacy_debug_config_passes(config):
     out = run([sys.executable, "-m", "spacy", "debug", "config", str(ROOT / "configs" / config)])
     assert "Config is valid" in out
@@ -89,3 +89,29 @@ def test_train_with_static_vectors(demo_corpus, tmp_path):
     embed = nlp.get_pipe("rnn_tagger").model.get_ref("embed")
     assert any(node.name == "static_vectors" for node in embed.walk())
     assert load_and_tag(tmp_path / "out" / "model-best")[1] == 8
+
+
+def test_train_token_tagger_config_on_a_pos_column(tmp_path):
+    from tests.pipeline.test_token_tagger import TAGGED
+
+    lines = ["-DOCSTART- -X- O", ""]
+    for text, tags in TAGGED * 3:
+        lines += [f"{word} {tag} O" for word, tag in zip(text.split(), tags.split())] + [""]
+    (tmp_path / "pos.iob").write_text("\n".join(lines) + "\n", encoding="utf8")
+    run([sys.executable, "scripts/convert.py", str(tmp_path / "pos.iob"), str(tmp_path / "pos.spacy"), "--tag-column", "1"])
+    log = run(
+        [
+            sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "token_tagger.cfg"), "-o", str(tmp_path / "out"),
+            "--paths.train", str(tmp_path / "pos.spacy"), "--paths.dev", str(tmp_path / "pos.spacy"),
+            "--training.max_steps", "30", "--training.eval_frequency", "10",
+        ]
+    )
+    assert "TAG_ACC" in log
+    import spacy
+
+    nlp = spacy.load(tmp_path / "out" / "model-best")
+    assert nlp.pipe_names == ["sentencizer", "rnn_token_tagger"]
+    tags = {t for _, tagged in TAGGED for t in tagged.split()}
+    assert set(nlp.get_pipe("rnn_token_tagger").labels) == tags
+    doc = nlp("The cat sat on the mat .")
+    assert all(token.tag_ in tags for token in doc)
