@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Dict, List
 
 import matplotlib
-import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import spacy  # noqa: E402
 from spacy import displacy  # noqa: E402
 
+from spacy_rnn_ner.calibration import fit_temperature  # noqa: E402
 from spacy_rnn_ner.pipeline.rnn_tagger import save_with_settings  # noqa: E402
 from spacy_rnn_ner.scoring import gold_token_examples  # noqa: E402
 from spacy_rnn_ner.scoring import (  # noqa: E402
@@ -99,24 +99,6 @@ def error_markup(predicted, gold) -> Dict:
     return {"text": predicted.text, "ents": sorted(ents, key=lambda x: x["start"]), "title": None}
 
 
-def fit_temperature(nlp, tagger, examples, spans_key: str, grid=(1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0), log=None) -> float:
-    """Temperature scaling: the grid value whose confidences have the lowest log loss."""
-    best, best_loss = 1.0, float("inf")
-    for temperature in grid:
-        tagger.cfg["temperature"] = temperature
-        docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
-        scores, correct, _ = scored_predictions(zip(docs, (eg.reference for eg in examples)), spans_key)
-        p = numpy.clip(scores, 1e-6, 1 - 1e-6)
-        loss = float(-(correct * numpy.log(p) + (~correct) * numpy.log(1 - p)).mean())
-        ece = calibration(scores, correct)["ece"]
-        print(f"temperature {temperature:g}: log loss {loss:.4f}, ECE {ece:.4f}")
-        if log is not None:
-            log.append({"temperature": temperature, "log_loss": loss, "ece": ece})
-        if loss < best_loss:
-            best, best_loss = temperature, loss
-    return best
-
-
 def write_benchmarks(args, cal: Dict, curve: List[Dict], temperature: float, fitted: List[Dict]) -> None:
     """Put the calibration and threshold tables into BENCHMARKS.md (section per data file)."""
     import sys
@@ -173,7 +155,10 @@ def main() -> None:
         tagger.cfg["temperature"] = args.temperature
     fitted: List[Dict] = []
     if tagger is not None and args.fit_temperature:
-        tagger.cfg["temperature"] = fit_temperature(nlp, tagger, examples, spans_key, log=fitted)
+        best, fitted = fit_temperature(nlp, tagger_names[0], examples)
+        for row in fitted:
+            print(f"temperature {row['temperature']:g}: log loss {row['log_loss']:.4f}, ECE {row['ece']:.4f}")
+        tagger.cfg["temperature"] = best
         if args.save_calibrated:
             # Through the config, so that the saved config.cfg holds the fitted value.
             save_with_settings(args.model, args.save_calibrated, tagger_names[0], {"temperature": tagger.cfg["temperature"]})

@@ -57,6 +57,14 @@ class SequenceLabeller(TrainablePipe):
         # A copy of the model, set by nlp.resume_training(), that `rehearse` learns from.
         self._rehearsal_model: Optional[Model] = None
 
+    def set_setting(self, key: str, value) -> None:
+        """Change one of the SETTINGS (kept after loading weights, like the config's).
+        The pipeline's config is not changed here: see calibration.set_setting."""
+        if key not in self.SETTINGS:
+            raise ValueError(f"[{self.name}] '{key}' is not a setting of this component; settings: {', '.join(self.SETTINGS)}.")
+        self.cfg[key] = value
+        self._settings[key] = value
+
     # -- what subclasses define -------------------------------------------
 
     @property

@@ -217,7 +217,12 @@ class RNNTagger(SequenceLabeller):
         self._check_vocab(docs)
         if not any(len(doc) for doc in docs):
             return [DocPrediction(numpy.zeros((0,), dtype="i"), [], []) for _ in docs]
-        return self.decode(self.model.predict(docs), [self._token_constraints(doc) for doc in docs])
+        return self.decode_docs(docs, self.model.predict(docs))
+
+    def decode_docs(self, docs: Sequence[Doc], scores: Sequence[Floats2d]) -> List[DocPrediction]:
+        """`decode` the model's scores for `docs` under each doc's constraints
+        (preset entities, whitespace tokens)."""
+        return self.decode(scores, [self._token_constraints(doc) for doc in docs])
 
     def _token_constraints(self, doc: Doc) -> Optional[numpy.ndarray]:
         """The tags each token may take, or None where all may.
