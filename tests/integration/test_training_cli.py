@@ -59,6 +59,23 @@ def test_train_default_config_and_load_in_fresh_process(demo_corpus, tmp_path):
     assert (tmp_path / "out" / "model-best" / "rnn_tagger" / "model").exists()
     names, n_tokens = load_and_tag(tmp_path / "out" / "model-best")
     assert names == ["sentencizer", "rnn_tagger"] and n_tokens == 8
+    # Calibrated by default: the saved config holds the temperature fitted on dev for the saved weights.
+    import spacy
+
+    from spacy_rnn_ner.calibration import fit_temperature
+    from spacy_rnn_ner.scoring import gold_token_examples
+
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    saved = nlp.config["components"]["rnn_tagger"]["temperature"]
+    nlp.get_pipe("rnn_tagger").cfg["temperature"] = 1.0
+    best, _ = fit_temperature(nlp, "rnn_tagger", gold_token_examples(nlp, demo_corpus / "dev.spacy"))
+    assert saved == best
+    # spaCy's find-threshold tunes the component's threshold.
+    out = run([
+        sys.executable, "-m", "spacy", "find-threshold", str(tmp_path / "out" / "model-best"),
+        str(demo_corpus / "dev.spacy"), "rnn_tagger", "threshold", "ents_f", "--n_trials", "5",
+    ])
+    assert "Best threshold" in out
 
 
 def test_train_with_shared_tok2vec_listener(demo_corpus, tmp_path):
