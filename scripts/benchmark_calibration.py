@@ -1,0 +1,82 @@
+"""Calibration of trained pipelines out of sample: expected calibration error
+(ECE) of the entity confidences on test, at temperature 1 and at the
+temperature the pipeline's config holds (fitted on dev by the default config's
+before_to_disk callback, or by `python -m spacy_rnn_ner calibrate`).
+
+    python scripts/benchmark_calibration.py training/benchmark/ours-seed_*/model-best \
+        --dev corpus/conll03/dev.spacy --test corpus/conll03/test.spacy
+
+Writes a table (one row per pipeline, then the mean) into BENCHMARKS.md.
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmark_report import machine_description, replace_section  # noqa: E402
+
+
+def measure(model: Path, dev: Path, test: Path) -> Dict:
+    import spacy
+
+    from spacy_rnn_ner.calibration import fit_temperature
+    from spacy_rnn_ner.scoring import gold_token_examples
+
+    nlp = spacy.load(model)
+    saved = float(nlp.config["components"]["rnn_tagger"]["temperature"])
+    row: Dict = {"model": str(model), "temperature": saved}
+    for split, path in (("dev", dev), ("test", test)):
+        examples = gold_token_examples(nlp, path)
+        _, rows = fit_temperature(nlp, "rnn_tagger", examples, temperatures=sorted({1.0, saved}))
+        by_t = {r["temperature"]: r for r in rows}
+        row[f"{split}_ece_1"] = by_t[1.0]["ece"]
+        row[f"{split}_ece"] = by_t[saved]["ece"]
+        row[f"{split}_n"] = by_t[saved]["n"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--dev", type=Path, default=ROOT / "corpus" / "conll03" / "dev.spacy")
+    parser.add_argument("--test", type=Path, default=ROOT / "corpus" / "conll03" / "test.spacy")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+
+    rows = [measure(m, args.dev, args.test) for m in args.models]
+    lines = [
+        "## Calibration by default: ECE out of sample",
+        "",
+        f"Written by `python scripts/benchmark_calibration.py` on {time.strftime('%Y-%m-%d')}. Machine: {machine_description()}. "
+        "ECE over 10 equal-width bins of the confidences of all predicted entities (doc.spans, threshold not applied); an "
+        "entity is correct when span and label are exactly a gold entity. Gold tokens, whole documents. The temperature is "
+        "the one each pipeline's config holds, fitted on dev (lowest log loss over the grid 1, 1.25, 1.5, 1.75, 2, 2.5, 3).",
+        "",
+        "| pipeline | fitted temperature | dev ECE at 1 | dev ECE, fitted | test ECE at 1 | **test ECE, fitted** | test entities |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{Path(r['model']).parent.name}/{Path(r['model']).name}` | {r['temperature']:g} | {r['dev_ece_1']:.4f} | "
+            f"{r['dev_ece']:.4f} | {r['test_ece_1']:.4f} | **{r['test_ece']:.4f}** | {r['test_n']:,} |"
+        )
+    if len(rows) > 1:
+        def m(key: str) -> str:
+            return f"{statistics.mean(r[key] for r in rows):.4f}"
+
+        lines.append(
+            f"| mean of {len(rows)} | {statistics.mean(r['temperature'] for r in rows):.2f} | {m('dev_ece_1')} | {m('dev_ece')} | "
+            f"{m('test_ece_1')} | **{m('test_ece')}** | |"
+        )
+    lines.append("")
+    section = "\n".join(lines)
+    replace_section(args.output, "calibration-default", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
