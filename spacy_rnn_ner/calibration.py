@@ -80,6 +80,8 @@ def make_calibration_callback(
     the threshold then applies to calibrated confidences.
     """
 
+    examples: List[Example] = []
+
     def calibrate(nlp: Language) -> Language:
         if component not in nlp.pipe_names:
             raise ValueError(
@@ -87,7 +89,9 @@ def make_calibration_callback(
                 f"'{component}', which is not in the pipeline ({', '.join(nlp.pipe_names)}). Set its "
                 "`component` to the rnn_tagger's name."
             )
-        temperature, _ = fit_temperature(nlp, component, gold_token_examples(nlp, path), temperatures)
+        if not examples:  # read once per training run; each fit copies the docs
+            examples.extend(gold_token_examples(nlp, path))
+        temperature, _ = fit_temperature(nlp, component, examples, temperatures)
         set_setting(nlp, component, "temperature", temperature)
         return nlp
 
