@@ -116,12 +116,12 @@ def write_config(base: Path, overrides: Dict, out: Path) -> Path:
     return out
 
 
-def spacy_ner_config(out: Path) -> Path:
-    """The config `spacy init config -l en -p ner -o efficiency` writes (no vectors)."""
+def spacy_ner_config(out: Path, component: str = "ner") -> Path:
+    """The config `spacy init config -l en -p COMPONENT -o efficiency` writes (no vectors)."""
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "spacy", "init", "config", str(out), "-l", "en", "-p", "ner", "-o", "efficiency", "--force"],
+            [sys.executable, "-m", "spacy", "init", "config", str(out), "-l", "en", "-p", component, "-o", "efficiency", "--force"],
             check=True,
         )
     return out

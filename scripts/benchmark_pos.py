@@ -21,7 +21,7 @@ from typing import Dict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from benchmark_accuracy import train  # noqa: E402
+from benchmark_accuracy import spacy_ner_config, train  # noqa: E402
 from benchmark_report import machine_description, replace_section  # noqa: E402
 
 
@@ -36,18 +36,6 @@ def convert(data: Path, corpus: Path) -> None:
         if not out.exists():
             docs, _ = read_conll(data / f"{split}.iob", tag_column=1)
             DocBin(docs=docs).to_disk(out)
-
-
-def spacy_tagger_config(out: Path) -> Path:
-    import subprocess
-
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "spacy", "init", "config", str(out), "-l", "en", "-p", "tagger", "-o", "efficiency", "--force"],
-            check=True,
-        )
-    return out
 
 
 def accuracy(model: Path, corpus: Path) -> Dict:
@@ -100,7 +88,7 @@ def main() -> None:
     threads = 1 if args.jobs > 1 else 2
     plan = {
         "ours": (args.config, args.workdir / "ours"),
-        "spacy": (spacy_tagger_config(args.workdir / "spacy_tagger.cfg"), args.workdir / "spacy"),
+        "spacy": (spacy_ner_config(args.workdir / "spacy_tagger.cfg", component="tagger"), args.workdir / "spacy"),
     }
     from concurrent.futures import ThreadPoolExecutor
 

@@ -167,6 +167,14 @@ class SequenceLabeller(TrainablePipe):
         learned = transition_scores(self.model.get_ref("crf")) if self.uses_crf else None
         return self.lattice.transitions(learned)
 
+    def _checked_docs(self, docs: Iterable[Doc]) -> List[Doc]:
+        """`docs` as a list, once the component is known to be initialized and
+        the docs to share its language."""
+        docs = list(docs)
+        self._require_initialized()
+        self._check_vocab(docs)
+        return docs
+
     def _check_vocab(self, docs: Sequence[Doc]) -> None:
         for doc in docs:
             if doc.vocab is not self.vocab and doc.vocab.lang != self.vocab.lang:

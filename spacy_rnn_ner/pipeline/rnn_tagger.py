@@ -212,9 +212,7 @@ class RNNTagger(SequenceLabeller):
 
     def predict(self, docs: Iterable[Doc]) -> List[DocPrediction]:
         """Decode the best valid tag sequence of each doc and score its entities."""
-        docs = list(docs)
-        self._require_initialized()
-        self._check_vocab(docs)
+        docs = self._checked_docs(docs)
         if not any(len(doc) for doc in docs):
             return [DocPrediction(numpy.zeros((0,), dtype="i"), [], []) for _ in docs]
         return self.decode_docs(docs, self.model.predict(docs))

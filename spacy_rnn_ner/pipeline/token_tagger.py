@@ -159,9 +159,7 @@ class RNNTokenTagger(SequenceLabeller):
 
     def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
         """The best tag sequence of each doc: Viterbi for a CRF, argmax for softmax."""
-        docs = list(docs)
-        self._require_initialized()
-        self._check_vocab(docs)
+        docs = self._checked_docs(docs)
         if not any(len(doc) for doc in docs):
             return [numpy.zeros((0,), dtype="i") for _ in docs]
         ops = self.model.ops
