@@ -132,3 +132,19 @@ def test_train_token_tagger_config_on_a_pos_column(tmp_path):
     assert set(nlp.get_pipe("rnn_token_tagger").labels) == tags
     doc = nlp("The cat sat on the mat .")
     assert all(token.tag_ in tags for token in doc)
+
+
+def test_spacy_assemble_an_untrained_pipeline_from_labels_alone(tmp_path):
+    from thinc.api import Config
+
+    config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
+    config["initialize"]["components"]["rnn_tagger"] = {"labels": ["PER", "ORG", "creative-work"]}
+    config.to_disk(tmp_path / "assemble.cfg")
+    run([sys.executable, "-m", "spacy", "assemble", str(tmp_path / "assemble.cfg"), str(tmp_path / "out")])
+    import spacy
+
+    nlp = spacy.load(tmp_path / "out")
+    assert nlp.get_pipe("rnn_tagger").labels == ("PER", "ORG", "creative-work")
+    doc = nlp("Maria Lopez flew from Madrid to Paris .")
+    assert len(doc) == 8 and "rnn_tagger" in doc.spans
+    assert {span.label_ for span in doc.spans["rnn_tagger"]} <= {"PER", "ORG", "creative-work"}
