@@ -10,7 +10,9 @@ default config's batcher), from the trained weights.
 
 Each sample's time goes to the innermost frame that belongs to a stage: our
 own modules name their stage; thinc's generic layers (linear, softmax) count
-as the output layer only outside every other stage; the rest is "other".
+as the output layer only outside every other stage; calls into compiled code,
+which pyinstrument records without their Python callers, are named by what
+they are; the rest is Python glue.
 """
 import argparse
 import sys
@@ -36,8 +38,13 @@ STAGES = [
     "Viterbi",
     "set_annotations",
     "optimizer",
-    "other",
+    "compiled: gather_add (hashed-table rows)",
+    "compiled: scatter_add (document memory's sums; in training also table gradients)",
+    "compiled: gemm and maxout (feature mixing, window, output layer)",
+    "compiled: spaCy tokenizer, Doc.to_array and token access",
+    "other (Python glue: thinc layers, spaCy's pipe loop, numpy)",
 ]
+OTHER = STAGES[-1]
 
 # (path suffix, function name or None for any) -> stage; the first match wins.
 STRONG: List[Tuple[str, Optional[str], str]] = [
@@ -64,6 +71,15 @@ WEAK: List[Tuple[str, Optional[str], str]] = [
     ("thinc/layers/linear.py", None, "output layer"),
     ("thinc/layers/softmax.py", None, "output layer"),
 ]
+# pyinstrument records calls into compiled (Cython) code without the Python
+# frames that made them, so those leaves are named by what they are.
+COMPILED: List[Tuple[str, str, str]] = [
+    ("numpy_ops.pyx", "gather_add", STAGES[12]),
+    ("numpy_ops.pyx", "scatter_add", STAGES[13]),
+    ("numpy_ops.pyx", "gemm", STAGES[14]),
+    ("numpy_ops.pyx", "maxout", STAGES[14]),
+    ("spacy/", "", STAGES[15]),
+]
 
 
 def stage_of(frame, rules) -> Optional[str]:
@@ -74,21 +90,35 @@ def stage_of(frame, rules) -> Optional[str]:
     return None
 
 
+def compiled_stage(frame) -> Optional[str]:
+    if frame is None:
+        return None
+    path = (frame.file_path or "").replace("\\", "/")
+    if not path.endswith((".pyx", ".pxd")):
+        return None
+    for part, function, stage in COMPILED:
+        if part in path and (frame.function or "").startswith(function):
+            return stage
+    return None
+
+
 def breakdown(session) -> Dict[str, float]:
     totals: Dict[str, float] = defaultdict(float)
 
-    def walk(frame, stage: str) -> None:
+    def walk(frame, stage: str, parent=None) -> None:
         strong = stage_of(frame, STRONG)
         if strong is not None:
             stage = strong
-        elif stage == "other":
+        elif stage == OTHER:
             stage = stage_of(frame, WEAK) or stage
         if not frame.children:  # a leaf (pyinstrument's "[self]" frames included) holds its own time
+            if stage == OTHER:
+                stage = compiled_stage(frame if frame.file_path else parent) or stage
             totals[stage] += frame.time
         for child in frame.children:
-            walk(child, stage)
+            walk(child, stage, frame)
 
-    walk(session.root_frame(), "other")
+    walk(session.root_frame(), OTHER)
     return totals
 
 
@@ -110,7 +140,7 @@ def main() -> None:
     import spacy
     import torch
     from spacy.tokens import DocBin
-    from spacy.util import minibatch_by_words
+    from spacy.training.batchers import minibatch_by_words
 
     from spacy_rnn_ner.scoring import gold_token_examples
 
