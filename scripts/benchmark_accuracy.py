@@ -76,6 +76,12 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
         rows["softmax instead of CRF"] = {"components.rnn_tagger.model.@architectures": softmax}
     if config["components"]["rnn_tagger"].get("threshold", 0.0) > 0:
         rows["no confidence threshold"] = {"components.rnn_tagger.threshold": 0.0}
+    reader = config.get("corpora", {}).get("train", {})
+    if reader.get("raw_text", 0.0) > 0:
+        rows["gold tokens only (raw_text 0)"] = {"corpora.train.raw_text": 0.0}
+    callback = config.get("training", {}).get("before_to_disk") or {}
+    if isinstance(callback, dict) and callback.get("@callbacks") == "spacy_rnn_ner.calibrate_temperature.v1":
+        rows["no calibration (temperature 1)"] = {"training.before_to_disk": None}
     return rows
 
 

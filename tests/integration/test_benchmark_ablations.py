@@ -84,3 +84,15 @@ def test_memory_window_gets_its_own_row():
     prefix = "components.rnn_tagger.model."
     assert rows["no memory window (document memory at the output only)"] == {prefix + "memory_conv_width": 0}
     assert rows["no document memory"] == {prefix + "doc_memory": False, prefix + "memory_conv_width": 0}
+
+
+def test_raw_text_and_calibration_rows():
+    script = load_script()
+    config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
+    rows = script.ablations_for(config)
+    assert rows["gold tokens only (raw_text 0)"] == {"corpora.train.raw_text": 0.0}
+    assert rows["no calibration (temperature 1)"] == {"training.before_to_disk": None}
+    config["corpora"]["train"]["raw_text"] = 0.0
+    config["training"]["before_to_disk"] = None
+    rows = script.ablations_for(config)
+    assert "gold tokens only (raw_text 0)" not in rows and "no calibration (temperature 1)" not in rows
