@@ -87,6 +87,11 @@ def fmt(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def cut(runs: List[Dict], kind: str) -> str:
+    """'*' when a run of this kind was stopped by the time budget."""
+    return "*" if any(r["kind"] == kind and r["train"].get("stopped_at_budget") for r in runs) else ""
+
+
 def render(rows: List[Dict], args: argparse.Namespace, threads: int, plot: Path) -> str:
     lines = [
         "## Learning curve: small training sets",
@@ -98,7 +103,9 @@ def render(rows: List[Dict], args: argparse.Namespace, threads: int, plot: Path)
         "reached (indices in `benchmarks/learning_curve_sample.json`). Both systems use their default configs; "
         "below the full data ours evaluates every 100 steps with a patience of 300 steps. Test F1 on gold tokens "
         "(whole documents, gold sentence starts) and on raw text (the pipeline's own tokenizer and sentence "
-        "boundaries, as `spacy evaluate`). Mean ± standard deviation over seeds where there is more than one run.",
+        "boundaries, as `spacy evaluate`). Mean ± standard deviation over seeds where there is more than one run. "
+        + (f"Each run had at most {args.time_budget:g} minutes; a train time marked * means some run of that row was "
+           "cut by it (model-best is the best dev score reached by then)." if args.time_budget else ""),
         "",
         "| training sentences (docs, words) | seeds | ours, gold tokens | ours, raw text | spaCy `ner`, gold tokens "
         "| spaCy `ner`, raw text | ours minus spaCy (raw text) | train time, ours / spaCy (min) |",
@@ -117,7 +124,7 @@ def render(rows: List[Dict], args: argparse.Namespace, threads: int, plot: Path)
         lines.append(
             f"| {row['label']} | {', '.join(map(str, seeds))} | {fmt(summarize(runs, 'ours', 'test'))} | "
             f"**{fmt(ours_raw)}** | {fmt(summarize(runs, 'spacy', 'test'))} | **{fmt(theirs_raw)}** | {diff} | "
-            f"{minutes.get('ours', float('nan')):.1f} / {minutes.get('spacy', float('nan')):.1f} |"
+            f"{minutes.get('ours', float('nan')):.1f}{cut(runs, 'ours')} / {minutes.get('spacy', float('nan')):.1f}{cut(runs, 'spacy')} |"
         )
     lines += ["", f"![F1 against training size]({plot.relative_to(args.output.parent.resolve()).as_posix()})", ""]
     return "\n".join(lines)
@@ -154,6 +161,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full", type=Path, help="accuracy.json of a benchmark_accuracy.py run for the full-data row")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--time-budget", type=float, default=0, help="minutes per training run (0: no limit; model-best is the best dev score by then)")
     parser.add_argument("--threads", type=int, default=0, help="torch/BLAS threads per run (0: cores / jobs)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "training" / "learning_curve")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -181,7 +189,7 @@ def main() -> None:
         kind, size, seed = item
         out = args.workdir / f"{kind}-{size}-seed_{seed}"
         config, extra = (args.config, SMALL_DATA_SCHEDULE) if kind == "ours" else (spacy_cfg, [])
-        info = train(f"{kind} {size}", config, out, folders[size], seed, 0, threads, 0, extra)
+        info = train(f"{kind} {size}", config, out, folders[size], seed, args.time_budget, threads, 0, extra)
         return {"kind": kind, "size": size, "seed": seed, "train": info, "scores": score(out, folders[size])}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
