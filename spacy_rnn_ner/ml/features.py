@@ -81,9 +81,13 @@ def _cluster_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
 
 
 def lookup_clusters(keys: numpy.ndarray, values: numpy.ndarray, orths: numpy.ndarray) -> numpy.ndarray:
-    """Cluster ids for word hashes (0 where the word has none), by binary search."""
+    """Cluster ids for word hashes (0 where the word has none), by binary search.
+    A table loaded from compact storage holds the low 32 bits of each hash
+    (uint32 keys; see storage.py), and is searched by the low 32 bits."""
     if len(keys) == 0:
         return numpy.zeros(orths.shape, dtype="uint32")
+    if keys.dtype == numpy.uint32:
+        orths = (orths & 0xFFFFFFFF).astype(numpy.uint32)
     pos = numpy.searchsorted(keys, orths)
     pos = numpy.minimum(pos, len(keys) - 1)
     return numpy.where(keys[pos] == orths, values[pos], 0).astype("uint32")

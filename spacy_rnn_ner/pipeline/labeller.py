@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy
 import srsly
 from spacy.language import Language
+from spacy import util
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
@@ -26,6 +27,7 @@ from ..ml.bilstm import set_int8_inference
 from ..ml.crf import add_transition_gradient, transition_scores
 from ..ml.features import fill_known_words
 from ..ml.legacy import upgrade_model_bytes
+from ..ml.storage import check_storage, pack_model_bytes, unpack_model_bytes
 from .lattice import TagLattice
 
 
@@ -34,7 +36,7 @@ class SequenceLabeller(TrainablePipe):
 
     # Settings that come from the config (also after spacy.load with
     # overrides); a saved cfg's values for them are ignored on load.
-    SETTINGS: Tuple[str, ...] = ()
+    SETTINGS: Tuple[str, ...] = ("storage",)
 
     def __init__(
         self,
@@ -45,12 +47,13 @@ class SequenceLabeller(TrainablePipe):
         *,
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
+        storage: str = "float32",
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict = {"labels": [], **cfg}
+        self.cfg: Dict = {"labels": [], **cfg, "storage": check_storage(storage, name)}
         self._settings = {key: self.cfg[key] for key in self.SETTINGS}
         set_int8_inference(model, int8_inference)
         self._lattice_cache: Optional[TagLattice] = None
@@ -117,10 +120,12 @@ class SequenceLabeller(TrainablePipe):
         """Add a label (an entity type, or a token tag). Returns 1 if new, else 0.
 
         On a trained component the output layer (and the CRF transitions)
-        grow by the new label's tags, keeping every existing weight, so the
-        old labels are predicted as before until the next update. Create a
-        new optimizer after adding labels (nlp.create_optimizer()): an
-        optimizer's state is shaped like the weights it has updated.
+        grow by the new label's tags, keeping every existing weight. Until an
+        update's gold annotation holds the new label, its tags are left out
+        of decoding (as spaCy's parser does with unseen actions), so the old
+        labels are predicted exactly as before. Create a new optimizer after
+        adding labels (nlp.create_optimizer()): an optimizer's state is
+        shaped like the weights it has updated.
         """
         self._check_label(label)
         if label in self.labels:
@@ -128,10 +133,24 @@ class SequenceLabeller(TrainablePipe):
         n_tags = len(self.tags)
         self._append_label(label)
         if self._is_initialized():
+            self.cfg.setdefault("unseen_labels", []).append(label)
             for model in (self.model, self._rehearsal_model):
                 if model is not None:
                     _resize_output(model, n_tags, len(self.tags))
         return 1
+
+    def _unseen_tag_columns(self) -> List[int]:
+        """The output columns of labels added to a trained model and not yet
+        seen in an update's gold annotation."""
+        unseen = set(self.cfg.get("unseen_labels", ()))
+        if not unseen:
+            return []
+        return [i for i, label in enumerate(self.lattice.tag_labels) if label in unseen]
+
+    def _mark_seen(self, examples: List[Example]) -> None:
+        if self.cfg.get("unseen_labels"):
+            seen = set(self._labels_in([eg.reference for eg in examples if self._has_gold(eg.reference)]))
+            self.cfg["unseen_labels"] = [label for label in self.cfg["unseen_labels"] if label not in seen]
 
     def _check_label(self, label: object) -> None:
         # spaCy takes any string as a label; an empty one cannot label a Span or token.
@@ -197,6 +216,9 @@ class SequenceLabeller(TrainablePipe):
     ) -> Dict[str, float]:
         """Learn from a batch of examples; partially annotated docs are fine."""
         self._require_initialized()
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        self._mark_seen(examples)
         return self._step(examples, drop, sgd, losses, f"{type(self).__name__}.update", self.get_loss)
 
     def rehearse(
@@ -291,6 +313,7 @@ class SequenceLabeller(TrainablePipe):
         # even if the component was initialized before.
         for label in labels:
             self._append_label(label)
+        self.cfg.pop("unseen_labels", None)  # every output column is new
         if not self.labels:
             raise ValueError(self._no_labels(len(examples), len(annotated)))
         self.model.get_ref("output").set_dim("nO", len(self.tags), force=True)
@@ -305,20 +328,38 @@ class SequenceLabeller(TrainablePipe):
         fill_known_words(self.model.get_ref("embed"), (eg.predicted for eg in annotated))
 
     # -- serialization ---------------------------------------------------
-    # TrainablePipe saves cfg, vocab and model. The hooks add a SHA-256 over
-    # the weights, the labels and the scheme (thinc and torch load flipped
-    # bytes inside a weight array without complaint, and reordered labels
-    # would swap the types predicted), and keep the config's settings.
+    # Saved as TrainablePipe saves: cfg, vocab and model. The weights are
+    # packed as the `storage` setting says (ml/storage.py), and cfg holds a
+    # SHA-256 over the stored weights, the labels and the scheme (thinc and
+    # torch load flipped bytes inside a weight array without complaint, and
+    # reordered labels would swap the types predicted). Loading keeps the
+    # config's settings.
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         """Serialize the settings, vocab and weights (with their checksum) to bytes."""
-        self._set_checksum()
-        return super().to_bytes(exclude=exclude)
+        model_bytes = self._stored_model_bytes()
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": lambda: model_bytes,
+        }
+        return util.to_bytes(serialize, exclude)
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         """Save the settings, vocab and weights (with their checksum) to a directory."""
-        self._set_checksum()
-        super().to_disk(path, exclude=exclude)
+        model_bytes = self._stored_model_bytes()
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: Path(p).write_bytes(model_bytes),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def _stored_model_bytes(self) -> bytes:
+        """The weights as they are stored, with their checksum set in cfg."""
+        model_bytes = pack_model_bytes(self.model, self.cfg["storage"])
+        self.cfg["checksum"] = _checksum(model_bytes, self.labels, self.lattice_scheme)
+        return model_bytes
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SequenceLabeller":
         """Load from bytes, with a clear error when the data is truncated, corrupted or edited."""
@@ -337,9 +378,6 @@ class SequenceLabeller(TrainablePipe):
 
         return self._load(parts, lambda extra: super(SequenceLabeller, self).from_disk(path, exclude=[*exclude, *extra]), str(path))
 
-    def _set_checksum(self) -> None:
-        self.cfg["checksum"] = _checksum(self.model.to_bytes(), self.labels, self.lattice_scheme)
-
     def _load(self, read_parts: Callable[[], Dict], load: Callable[[List[str]], object], where: str) -> "SequenceLabeller":
         """Check the saved parts, then let TrainablePipe load them (`load`, given
         the parts to leave out); restore the config's settings afterwards."""
@@ -353,10 +391,10 @@ class SequenceLabeller(TrainablePipe):
         if problem:
             raise self._load_error(where, ValueError(problem))
         try:
+            load(["model"])
             if "checksum" in saved:
-                load([])
+                self.model.from_bytes(unpack_model_bytes(model_bytes))
             else:  # saved by an earlier release: its model bytes may need upgrading
-                load(["model"])
                 self.model.from_bytes(upgrade_model_bytes(model_bytes))
         except Exception as err:
             raise self._load_error(where, err) from err
@@ -377,12 +415,6 @@ class SequenceLabeller(TrainablePipe):
             "again from a good source, or retrain it."
         )
 
-# Bias of the output columns of tags added to a trained model: far enough
-# below the trained columns that the old labels' paths are decoded as before,
-# near enough that an update or two through the output weights can raise it.
-NEW_TAG_BIAS = -10.0
-
-
 def _resize_output(model: Model, old: int, new: int) -> None:
     """Grow the output layer and the CRF transitions from `old` to `new` tags,
     keeping the existing weights (new tags are appended at the end)."""
@@ -391,7 +423,9 @@ def _resize_output(model: Model, old: int, new: int) -> None:
     W, b = output.get_param("W"), output.get_param("b")
     new_W = ops.alloc2f(new, W.shape[1])
     new_W[:old] = W
-    new_b = ops.alloc1f(new) + NEW_TAG_BIAS
+    # Zero weights and the mean trained bias: a neutral start for the new
+    # columns, which decoding leaves out until their label is seen in training.
+    new_b = ops.alloc1f(new) + (float(b.mean()) if old else 0.0)
     new_b[:old] = b
     _replace_params(output, new, {"W": new_W, "b": new_b})
     if model.has_ref("crf"):

@@ -123,6 +123,8 @@ class TagLattice:
         parts = [split_tag(tag) for tag in self.tags]
         self._prefix = numpy.array([p for p, _ in parts])
         self._label = [label for _, label in parts]
+        # The label of each tag column ('' for 'O'); a token tag is its own label.
+        self.tag_labels: List[str] = list(self.tags) if self.scheme == TOKEN_TAGS else self._label
 
     @property
     def n_tags(self) -> int:

@@ -70,6 +70,7 @@ _IOB_INSIDE, _IOB_BEGIN = 1, 3
         "temperature": 1.0,
         "overwrite_ents": False,
         "int8_inference": False,
+        "storage": "float32",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -85,6 +86,7 @@ def make_rnn_tagger(
     scorer: Optional[Callable],
     overwrite_ents: bool = False,
     int8_inference: bool = False,
+    storage: str = "float32",
 ) -> "RNNTagger":
     """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
 
@@ -101,6 +103,8 @@ def make_rnn_tagger(
     scorer: the scoring function; spaCy's ner scorer by default.
     int8_inference: predict with an int8 copy of the LSTM (torch dynamic
         quantization; training is unchanged).
+    storage: how the weights are saved: "float32" (exact), "float16", or
+        "int8" (about a third of the size on disk; see ml/storage.py).
     """
     return RNNTagger(
         nlp.vocab,
@@ -113,6 +117,7 @@ def make_rnn_tagger(
         overwrite_ents=overwrite_ents,
         scorer=scorer,
         int8_inference=int8_inference,
+        storage=storage,
     )
 
 
@@ -127,7 +132,7 @@ class DocPrediction(NamedTuple):
 class RNNTagger(SequenceLabeller):
     """Label every token with an entity tag and decode valid spans into `doc.ents`."""
 
-    SETTINGS = ("scheme", "spans_key", "threshold", "temperature", "overwrite_ents")
+    SETTINGS = ("scheme", "spans_key", "threshold", "temperature", "overwrite_ents", "storage")
 
     def __init__(
         self,
@@ -142,6 +147,7 @@ class RNNTagger(SequenceLabeller):
         overwrite_ents: bool = False,
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
+        storage: str = "float32",
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"[{name}] threshold must be between 0 and 1, got {threshold}.")
@@ -154,7 +160,7 @@ class RNNTagger(SequenceLabeller):
             "temperature": temperature,
             "overwrite_ents": bool(overwrite_ents),
         }
-        super().__init__(vocab, model, name, cfg, scorer=scorer, int8_inference=int8_inference)
+        super().__init__(vocab, model, name, cfg, scorer=scorer, int8_inference=int8_inference, storage=storage)
 
     # -- labels and gold ---------------------------------------------------
 
@@ -226,18 +232,21 @@ class RNNTagger(SequenceLabeller):
         """The tags each token may take, or None where all may.
 
         Tokens of entities set by earlier components stay outside the tagger's
-        own entities (unless overwrite_ents), and a whitespace token is never
-        the first or last token of an entity, as in spaCy's ner.
+        own entities (unless overwrite_ents), a whitespace token is never the
+        first or last token of an entity, as in spaCy's ner, and no token takes
+        a tag of a label added to the trained model but not yet trained on.
         """
         if not len(doc):
             return None
         flags = doc.to_array([IS_SPACE, ENT_IOB])
         space = flags[:, 0] == 1
         preset = numpy.isin(flags[:, 1], [_IOB_INSIDE, _IOB_BEGIN]) & (not self.cfg["overwrite_ents"])
-        if not space.any() and not preset.any():
+        unseen = self._unseen_tag_columns()
+        if not space.any() and not preset.any() and not unseen:
             return None
         lattice = self.lattice
         mask = numpy.ones((len(doc), lattice.n_tags), dtype=bool)
+        mask[:, unseen] = False  # labels added since training, not yet learned
         # BIO cannot tell a whitespace token that ends an entity from one inside it.
         mask[space] = lattice.masks_for(["O", "I"] if self.scheme == "BILUO" else ["O"])
         mask[preset] = lattice.masks_for(["O"])

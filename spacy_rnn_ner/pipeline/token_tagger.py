@@ -20,7 +20,7 @@ from thinc.api import Model
 from thinc.types import Floats2d, Ints1d
 
 from .labeller import SequenceLabeller
-from .lattice import TOKEN_TAGS
+from .lattice import IMPOSSIBLE, TOKEN_TAGS
 from .rnn_tagger import DEFAULT_MODEL
 
 TARGETS = ("tag", "pos")
@@ -33,6 +33,7 @@ TARGETS = ("tag", "pos")
         "model": DEFAULT_MODEL,
         "attr": "tag",
         "int8_inference": False,
+        "storage": "float32",
         "scorer": {"@scorers": "spacy_rnn_ner.token_tagger_scorer.v1"},
     },
     default_score_weights={"tag_acc": 0.5, "pos_acc": 0.5},
@@ -44,6 +45,7 @@ def make_rnn_token_tagger(
     attr: str,
     scorer: Optional[Callable],
     int8_inference: bool = False,
+    storage: str = "float32",
 ) -> "RNNTokenTagger":
     """Create an `rnn_token_tagger`: a BiLSTM that gives each token one tag.
 
@@ -55,8 +57,12 @@ def make_rnn_token_tagger(
         as pos_acc) or "_.NAME" (a token extension, scored as NAME_acc).
     scorer: token accuracy on `attr`; spacy_rnn_ner.token_tagger_scorer.v1 by default.
     int8_inference: predict with an int8 copy of the LSTM.
+    storage: how the weights are saved: "float32" (exact), "float16", or
+        "int8" (about a third of the size on disk; see ml/storage.py).
     """
-    return RNNTokenTagger(nlp.vocab, model, name, attr=attr, scorer=scorer, int8_inference=int8_inference)
+    return RNNTokenTagger(
+        nlp.vocab, model, name, attr=attr, scorer=scorer, int8_inference=int8_inference, storage=storage
+    )
 
 
 @registry.scorers("spacy_rnn_ner.token_tagger_scorer.v1")
@@ -76,7 +82,7 @@ def score_token_tags(examples: Iterable[Example], attr: str = "tag", **kwargs) -
 class RNNTokenTagger(SequenceLabeller):
     """Give every token one tag from the label set."""
 
-    SETTINGS = ("attr",)
+    SETTINGS = ("attr", "storage")
 
     def __init__(
         self,
@@ -87,6 +93,7 @@ class RNNTokenTagger(SequenceLabeller):
         attr: str = "tag",
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
+        storage: str = "float32",
     ) -> None:
         if attr not in TARGETS and not (attr.startswith("_.") and len(attr) > 2):
             raise ValueError(
@@ -94,7 +101,9 @@ class RNNTokenTagger(SequenceLabeller):
             )
         if attr.startswith("_.") and not Token.has_extension(attr[2:]):
             Token.set_extension(attr[2:], default=None)
-        super().__init__(vocab, model, name, {"attr": attr}, scorer=scorer, int8_inference=int8_inference)
+        super().__init__(
+            vocab, model, name, {"attr": attr}, scorer=scorer, int8_inference=int8_inference, storage=storage
+        )
 
     @property
     def attr(self) -> str:
@@ -164,6 +173,10 @@ class RNNTokenTagger(SequenceLabeller):
             return [numpy.zeros((0,), dtype="i") for _ in docs]
         ops = self.model.ops
         scores = [ops.to_numpy(s) for s in self.model.predict(docs)]
+        unseen = self._unseen_tag_columns()
+        if unseen:  # tags added to the trained model and not yet trained on
+            for s in scores:
+                s[:, unseen] = IMPOSSIBLE
         if self.uses_crf:
             return self.lattice.decode(scores, self._transitions())
         return [s.argmax(axis=1).astype("i") if len(s) else numpy.zeros((0,), dtype="i") for s in scores]

@@ -54,7 +54,7 @@ def test_without_examples_the_known_word_list_falls_back_to_every_word_its_own_v
 
 
 @pytest.mark.parametrize("model", [SMALL_MODEL, CRF_MODEL], ids=["softmax", "crf"])
-def test_add_label_to_a_trained_pipeline_keeps_the_old_predictions_then_learns_it(model):
+def test_add_label_to_a_trained_pipeline_keeps_the_old_predictions_then_learns_it(model, tmp_path):
     nlp = blank_with_tagger(model=model)
     train_tagger(nlp, make_examples(nlp), n_iter=80)
     tagger = nlp.get_pipe("rnn_tagger")
@@ -69,17 +69,23 @@ def test_add_label_to_a_trained_pipeline_keeps_the_old_predictions_then_learns_i
     if tagger.uses_crf:
         assert tagger.model.get_ref("crf").get_param("T").shape == (len(tagger.tags),) * 2
     assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)] == before
+    assert tagger.cfg["unseen_labels"] == ["PRODUCT"]
+    nlp.to_disk(tmp_path / "grown")  # the new label stays out of decoding after a reload too
+    reloaded = spacy.load(tmp_path / "grown")
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in reloaded.pipe(texts)] == before
 
-    if not tagger.uses_crf:
-        return
     optimizer = nlp.create_optimizer()  # fresh state, shaped like the grown weights
     new = make_examples(nlp, NEW_TYPE)
     old = make_examples(nlp)
+    nlp.update(old, sgd=optimizer)
+    assert tagger.cfg["unseen_labels"] == ["PRODUCT"]  # no PRODUCT in the gold yet
     for _ in range(80):
         nlp.update(new, sgd=optimizer)
         nlp.rehearse(old, sgd=optimizer)
+    assert tagger.cfg["unseen_labels"] == []
     assert nlp.evaluate(new)["ents_per_type"]["PRODUCT"]["f"] == 1.0
-    assert nlp.evaluate(old)["ents_f"] > 0.9  # rehearsal kept the old types
+    if tagger.uses_crf:  # the default; with softmax, rehearsal keeps much less (see the session note)
+        assert nlp.evaluate(old)["ents_f"] > 0.9  # rehearsal kept the old types
 
 
 def test_rehearse_needs_resume_training_then_returns_a_loss(trained_nlp):

@@ -61,7 +61,13 @@ def test_learns_tags_scores_tag_acc_and_round_trips(model, tmp_path):
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
     texts = [text for text, _ in TAGGED] + ["Paul reads two books ."]
-    assert [[t.tag_ for t in d] for d in loaded.pipe(texts)] == [[t.tag_ for t in d] for d in nlp.pipe(texts)]
+    before = [[t.tag_ for t in d] for d in nlp.pipe(texts)]
+    assert [[t.tag_ for t in d] for d in loaded.pipe(texts)] == before
+    # A tag added to the trained model stays out of prediction until trained on.
+    output = pipe.model.get_ref("output")
+    assert pipe.add_label("UH") == 1 and output.get_dim("nO") == len(pipe.labels)
+    output.get_param("b")[-1] = 1e3 if pipe.uses_crf else output.get_param("b")[-1]
+    assert [[t.tag_ for t in d] for d in nlp.pipe(texts)] == before
 
 
 def test_pos_target_and_its_label_check():
