@@ -88,6 +88,17 @@ def test_fast_path_equals_plain_path_and_follows_every_weight_change(variant, tm
             node.get_param(param)[...] += 0.05
     assert_fast_equals_plain(embed, docs)
 
+    # A deep copy (resume_training's rehearsal model) and the original, called in turn,
+    # each predict from their own weights.
+    twin = copy.deepcopy(embed)
+    for name in ("table_0_0", "maxout"):
+        node = twin.get_ref(name)
+        for param in node.param_names:
+            node.get_param(param)[...] -= 0.1
+    for _ in range(2):
+        assert_fast_equals_plain(twin, docs)
+        assert_fast_equals_plain(embed, docs)
+
     fresh = copy.deepcopy(nlp.get_pipe("rnn_tagger").model).get_ref("embed")
     results = [None, None]
 
