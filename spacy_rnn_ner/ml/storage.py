@@ -21,6 +21,7 @@ and the LSTM's torch weights stay float32. The format is msgpack like
 thinc's own `Model.to_bytes`, with the packed entries marked, so that
 `unpack_model_bytes` gives bytes `Model.from_bytes` reads.
 """
+import hashlib
 from typing import Dict, Tuple
 
 import numpy
@@ -56,9 +57,7 @@ def pack_model_bytes(model: Model, storage: str) -> bytes:
                 params[key] = _pack_array(value, storage)
     for node, attrs in zip(msg["nodes"], msg["attrs"]):
         if node["name"] == CLUSTER_NODE and "keys" in attrs and "values" in attrs:
-            keys = srsly.msgpack_loads(attrs["keys"])
-            values = srsly.msgpack_loads(attrs["values"])
-            attrs["keys"] = srsly.msgpack_dumps(_pack_clusters(keys, values))
+            attrs["keys"] = _packed_cluster_attr(attrs["keys"], attrs["values"])
             attrs["values"] = srsly.msgpack_dumps(None)
     msg[FORMAT_KEY] = storage
     return srsly.msgpack_dumps(msg)
@@ -106,6 +105,23 @@ def _unpack_array(packed: Dict) -> numpy.ndarray:
         return packed["data"].astype(numpy.float32)
     rows = packed["data"].astype(numpy.float32) * packed["scale"][:, None]
     return rows.reshape(packed["shape"])
+
+
+# The last cluster table packed, by a digest of its serialized bytes: the
+# table never changes in training, and packing it (a sort of a million keys)
+# took about half of each model-best save of a small training run.
+_last_packed: Dict[str, bytes] = {}
+
+
+def _packed_cluster_attr(keys_bytes: bytes, values_bytes: bytes) -> bytes:
+    digest = hashlib.sha1(keys_bytes)
+    digest.update(values_bytes)
+    key = digest.hexdigest()
+    if key not in _last_packed:
+        keys, values = srsly.msgpack_loads(keys_bytes), srsly.msgpack_loads(values_bytes)
+        _last_packed.clear()
+        _last_packed[key] = srsly.msgpack_dumps(_pack_clusters(keys, values))
+    return _last_packed[key]
 
 
 def _pack_clusters(keys: numpy.ndarray, values: numpy.ndarray) -> Dict:

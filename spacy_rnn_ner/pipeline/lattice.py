@@ -390,17 +390,28 @@ def forward_backward(
 
 
 def _add_pair_counts(result, emit, alpha, beta, z, lens, trans) -> None:
-    for t in range(1, emit.shape[1]):
-        inside = (lens > t) & numpy.isfinite(z)
-        if not inside.any():
-            break
-        pair = (
-            alpha[inside, t - 1, :, None]
-            + trans[None]
-            + (emit[inside, t] + beta[inside, t])[:, None, :]
-            - z[inside, None, None]
-        )
-        result.pair_counts += numpy.exp(pair).sum(axis=0)
+    """Add the expected count of each tag pair (i at t-1, j at t) over all
+    positions of the group: exp(alpha[t-1, i] + trans[i, j] + emit[t, j] +
+    beta[t, j] - z). The rows of every position are shifted by their maxima
+    and exponentiated once, so that the sum over positions is one
+    (n_tags x positions) @ (positions x n_tags) product instead of a
+    (docs, n_tags, n_tags) block of exponentials per position, which took
+    half of the CRF loss's time in a training profile."""
+    n_positions = emit.shape[1]
+    if n_positions < 2:
+        return
+    valid = (lens[:, None] > numpy.arange(1, n_positions)[None, :]) & numpy.isfinite(z)[:, None]
+    if not valid.any():
+        return
+    before = alpha[:, :-1][valid]  # (positions, n_tags): alpha at t-1
+    after = (emit[:, 1:] + beta[:, 1:])[valid]  # emit + beta at t
+    log_z = numpy.broadcast_to(z[:, None], valid.shape)[valid]
+    top_before = before.max(axis=1, keepdims=True)
+    top_after = after.max(axis=1, keepdims=True)
+    with numpy.errstate(under="ignore", over="ignore"):
+        left = numpy.exp(before - top_before)
+        right = numpy.exp(after - top_after) * numpy.exp(top_before + top_after - log_z[:, None])
+        result.pair_counts += numpy.exp(trans) * (left.T @ right)
 
 
 def _recursions_one(
