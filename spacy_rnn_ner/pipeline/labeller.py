@@ -27,7 +27,7 @@ from ..ml.bilstm import set_int8_inference
 from ..ml.crf import add_transition_gradient, transition_scores
 from ..ml.features import fill_known_words
 from ..ml.legacy import upgrade_model_bytes
-from ..ml.storage import check_storage, pack_model_bytes, unpack_model_bytes
+from ..ml.storage import check_storage, pack_model_bytes, unpack_model_msg
 from .lattice import TagLattice
 
 
@@ -393,7 +393,7 @@ class SequenceLabeller(TrainablePipe):
         try:
             load(["model"])
             if "checksum" in saved:
-                self.model.from_bytes(unpack_model_bytes(model_bytes))
+                self.model.from_dict(unpack_model_msg(model_bytes))
             else:  # saved by an earlier release: its model bytes may need upgrading
                 self.model.from_bytes(upgrade_model_bytes(model_bytes))
         except Exception as err:

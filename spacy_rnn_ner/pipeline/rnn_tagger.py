@@ -132,7 +132,7 @@ class DocPrediction(NamedTuple):
 class RNNTagger(SequenceLabeller):
     """Label every token with an entity tag and decode valid spans into `doc.ents`."""
 
-    SETTINGS = ("scheme", "spans_key", "threshold", "temperature", "overwrite_ents", "storage")
+    SETTINGS = SequenceLabeller.SETTINGS + ("scheme", "spans_key", "threshold", "temperature", "overwrite_ents")
 
     def __init__(
         self,
@@ -226,30 +226,31 @@ class RNNTagger(SequenceLabeller):
     def decode_docs(self, docs: Sequence[Doc], scores: Sequence[Floats2d]) -> List[DocPrediction]:
         """`decode` the model's scores for `docs` under each doc's constraints
         (preset entities, whitespace tokens)."""
-        return self.decode(scores, [self._token_constraints(doc) for doc in docs])
+        unseen = self._unseen_tag_columns()
+        return self.decode(scores, [self._token_constraints(doc, unseen) for doc in docs])
 
-    def _token_constraints(self, doc: Doc) -> Optional[numpy.ndarray]:
+    def _token_constraints(self, doc: Doc, unseen: Sequence[int] = ()) -> Optional[numpy.ndarray]:
         """The tags each token may take, or None where all may.
 
         Tokens of entities set by earlier components stay outside the tagger's
         own entities (unless overwrite_ents), a whitespace token is never the
         first or last token of an entity, as in spaCy's ner, and no token takes
-        a tag of a label added to the trained model but not yet trained on.
+        a tag of a label added to the trained model but not yet trained on
+        (`unseen`, its tag columns).
         """
         if not len(doc):
             return None
         flags = doc.to_array([IS_SPACE, ENT_IOB])
         space = flags[:, 0] == 1
         preset = numpy.isin(flags[:, 1], [_IOB_INSIDE, _IOB_BEGIN]) & (not self.cfg["overwrite_ents"])
-        unseen = self._unseen_tag_columns()
-        if not space.any() and not preset.any() and not unseen:
+        if not space.any() and not preset.any() and not len(unseen):
             return None
         lattice = self.lattice
         mask = numpy.ones((len(doc), lattice.n_tags), dtype=bool)
-        mask[:, unseen] = False  # labels added since training, not yet learned
         # BIO cannot tell a whitespace token that ends an entity from one inside it.
         mask[space] = lattice.masks_for(["O", "I"] if self.scheme == "BILUO" else ["O"])
         mask[preset] = lattice.masks_for(["O"])
+        mask[:, list(unseen)] = False  # labels added since training, not yet learned
         return mask
 
     def decode(

@@ -82,7 +82,7 @@ def score_token_tags(examples: Iterable[Example], attr: str = "tag", **kwargs) -
 class RNNTokenTagger(SequenceLabeller):
     """Give every token one tag from the label set."""
 
-    SETTINGS = ("attr", "storage")
+    SETTINGS = SequenceLabeller.SETTINGS + ("attr",)
 
     def __init__(
         self,
