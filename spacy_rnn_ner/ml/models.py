@@ -13,6 +13,7 @@ from ..util import map_length_groups, no_backprop
 from .bilstm import PackedBiLSTMLayer
 from .crf import CRFTransitions
 from .memory import WindowMaxout, with_memory
+from .ops import use_torch_gemm
 
 CONTEXTS = ("doc", "sentence")
 OUTPUTS = ("softmax", "crf")
@@ -120,7 +121,7 @@ def build_tagger(
     model.set_ref("tok2vec", embed)
     model.set_ref("encoder", bilstm)
     model.set_ref("output", scores)
-    return model
+    return use_torch_gemm(model)
 
 
 def output_width(model: Model) -> Optional[int]:
