@@ -12,8 +12,7 @@ from typing import Callable, List, Tuple
 
 import numpy
 from spacy.tokens import Doc
-from thinc.api import Model, chain, expand_window, list2ragged, ragged2list, with_array
-from thinc.backends import get_array_ops
+from thinc.api import Model, Ops, chain, expand_window, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d
 
 from ..util import no_backprop
@@ -26,21 +25,20 @@ def word_groups(doc: Doc) -> numpy.ndarray:
     return numpy.unique(lowers, return_inverse=True)[1].reshape(-1).astype("int64")
 
 
-def mean_of_others(xp, H: Floats2d, groups: numpy.ndarray) -> Tuple[Floats2d, Callable[[Floats2d], Floats2d]]:
+def mean_of_others(ops: Ops, H: Floats2d, groups: numpy.ndarray) -> Tuple[Floats2d, Callable[[Floats2d], Floats2d]]:
     """M[i] = mean of H[j] over the other tokens j of i's group (zero when i is alone).
 
     Linear in H, so the backward pass is the same averaging applied to dM.
     """
+    xp = ops.xp
     n_groups = int(groups.max()) + 1 if groups.size else 0
     g = xp.asarray(groups)
     counts = xp.bincount(g, minlength=n_groups) if groups.size else xp.zeros((0,), dtype="int64")
     weight = (1.0 / xp.maximum(counts - 1, 1)).astype(H.dtype)[g][:, None]
 
-    ops = get_array_ops(H)
-
     def group_sum(X: Floats2d) -> Floats2d:
         sums = xp.zeros((n_groups, X.shape[1]), dtype=X.dtype)
-        ops.scatter_add(sums, g, X)  # numpy's add.at; cupyx.scatter_add on GPU
+        ops.scatter_add(sums, g, X)
         return sums[g]
 
     M = weight * (group_sum(H) - H)
@@ -52,9 +50,10 @@ def mean_of_others(xp, H: Floats2d, groups: numpy.ndarray) -> Tuple[Floats2d, Ca
     return M, backprop
 
 
-def with_memory(xp, Ys: List[Floats2d], docs: List[Doc]) -> Tuple[List[Floats2d], Callable]:
+def with_memory(ops: Ops, Ys: List[Floats2d], docs: List[Doc]) -> Tuple[List[Floats2d], Callable]:
     """Concatenate each doc's rows with their document memory: width doubles."""
-    results = [mean_of_others(xp, Y, word_groups(doc)) for Y, doc in zip(Ys, docs)]
+    xp = ops.xp
+    results = [mean_of_others(ops, Y, word_groups(doc)) for Y, doc in zip(Ys, docs)]
     out = [xp.hstack([Y, M]) for Y, (M, _) in zip(Ys, results)]
 
     def backprop(dOut: List[Floats2d]) -> List[Floats2d]:
@@ -125,9 +124,7 @@ def window_rows(model: Model, X: Floats2d, lengths: List[int]) -> Floats2d:
     n_out, xp = nO * nP, ops.xp
     W = ops.reshape3f(maxout.get_param("W"), n_out, 2 * window + 1, width)
     # One product for all offsets: (rows, width) x (width, offsets * n_out).
-    # xp.matmul (OpenBLAS on CPU, multi-threaded) rather than thinc's
-    # single-threaded blis gemm: faster here even on one thread.
-    P = xp.matmul(X, xp.ascontiguousarray(W.transpose(1, 0, 2).reshape(-1, width)).T)
+    P = ops.gemm(X, xp.ascontiguousarray(W.transpose(1, 0, 2).reshape(-1, width)), trans2=True)
     Y = P[:, window * n_out : (window + 1) * n_out] + ops.reshape1f(maxout.get_param("b"), n_out)
     segment = xp.repeat(xp.arange(len(lengths)), xp.asarray(lengths))
     for offset in range(1, window + 1):

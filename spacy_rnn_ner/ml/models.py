@@ -13,7 +13,7 @@ from ..util import map_length_groups, no_backprop
 from .bilstm import PackedBiLSTMLayer
 from .crf import CRFTransitions
 from .memory import WindowMaxout, with_memory
-from .ops import use_torch_gemm
+from .ops import use_torch_cpu_ops
 
 CONTEXTS = ("doc", "sentence")
 OUTPUTS = ("softmax", "crf")
@@ -121,7 +121,7 @@ def build_tagger(
     model.set_ref("tok2vec", embed)
     model.set_ref("encoder", bilstm)
     model.set_ref("output", scores)
-    return use_torch_gemm(model)
+    return use_torch_cpu_ops(model)
 
 
 def output_width(model: Model) -> Optional[int]:
@@ -225,7 +225,7 @@ def _contextual_forward(model: Model, docs: List[Doc], is_train: bool):
     if not model.attrs["doc_memory"]:
         return Ys, lambda dYs: backprop_embed(backprop_encoder(dYs))
     xp = model.ops.xp
-    Ms, backprop_memory = with_memory(xp, Ys, docs)
+    Ms, backprop_memory = with_memory(model.ops, Ys, docs)
     if not model.has_ref("memory_encoder"):
         return Ms, lambda dMs: backprop_embed(backprop_encoder(backprop_memory(dMs)))
     second = model.get_ref("memory_encoder")
