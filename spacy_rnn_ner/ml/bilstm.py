@@ -80,20 +80,23 @@ class PackedBiLSTM(nn.Module):
     def forward(self, X: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Map (batch, max_len, n_in) inputs and CPU int64 lengths to (batch, max_len, 2 * n_hidden)."""
         batch, max_len = X.shape[0], X.shape[1]
-        nonempty = lengths > 0
-        n_nonempty = int(nonempty.sum())
-        if n_nonempty == 0 or max_len == 0:
+        # The checks below read the lengths as a Python list: a single
+        # sentence is a few dozen microseconds of work, and each small torch
+        # op on the lengths tensor costs about as much.
+        lens = lengths.tolist()
+        nonempty = [i for i, n in enumerate(lens) if n > 0]
+        if not nonempty or max_len == 0:
             out = X.new_zeros((batch, max_len, self.n_out))
             # Keep the graph connected so a backward pass over an all-empty batch is a no-op.
             return out + X.sum() * 0.0 if X.requires_grad else out
-        if n_nonempty == batch:
-            if bool((lengths == max_len).all()):
+        if len(nonempty) == batch:
+            if min(lens) == max_len:
                 # No padding at all (e.g. a single doc): packing would change
                 # nothing, so skip its cost, which dominates for short texts.
                 Y, _ = self.lstm(self.input_dropout(X))
                 return self.output_dropout(Y)
             return self._run(X, lengths, max_len)
-        index = nonempty.nonzero().squeeze(1)
+        index = torch.tensor(nonempty, dtype=torch.int64)
         Y = self._run(X[index.to(X.device)], lengths[index], max_len)
         out = X.new_zeros((batch, max_len, self.n_out))
         return out.index_copy(0, index.to(X.device), Y)
@@ -196,6 +199,19 @@ class AveragingPyTorchShim(PyTorchShim):
     # Set by the rnn_tagger component (its int8_inference setting).
     int8 = False
     _int8_model: Any = None
+    _first_param: Any = None
+
+    @property
+    def device(self):
+        """The module's device. thinc's property walks the submodules for the
+        first parameter on every call (a visible share of a single-sentence
+        call); moving the module or loading weights keeps the same
+        Parameter objects, so one reference stays valid."""
+        if self._first_param is None:
+            self._first_param = next(self._model.parameters(), None)
+            if self._first_param is None:
+                return super().device
+        return self._first_param.device
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         """As PyTorchShim.predict, without switching the module to eval() and

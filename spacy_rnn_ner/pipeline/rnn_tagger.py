@@ -242,7 +242,7 @@ class RNNTagger(SequenceLabeller):
             return None
         flags = doc.to_array([IS_SPACE, ENT_IOB])
         space = flags[:, 0] == 1
-        preset = numpy.isin(flags[:, 1], [_IOB_INSIDE, _IOB_BEGIN]) & (not self.cfg["overwrite_ents"])
+        preset = ((flags[:, 1] == _IOB_INSIDE) | (flags[:, 1] == _IOB_BEGIN)) & (not self.cfg["overwrite_ents"])
         if not space.any() and not preset.any() and not len(unseen):
             return None
         lattice = self.lattice

@@ -250,20 +250,25 @@ def test_unreachable_gold_is_skipped_not_exploding():
     assert numpy.abs(d_scores[0]).sum() == 0
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 64, 300])
-def test_single_doc_recursions_match_the_batched_ones(n):
+@pytest.mark.parametrize("spread", [4, 40])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 20, 64, 300])
+def test_single_doc_recursions_match_the_batched_ones(n, spread):
     """Fast path: a single doc's forward and backward tables come from a
-    vector loop (_recursions_one); they must equal the batched ones."""
+    vector loop (_recursions_one) that rescales only when the values leave a
+    range; they must equal the batched ones, also where scores spread over
+    a hundred nats and more (where the loop rescales at many positions)."""
     lattice, trans, _ = setup(labels=("A", "B", "C", "D"))
     rng = numpy.random.default_rng(n)
-    emit = rng.normal(0, 4, size=(1, n, lattice.n_tags))
+    emit = rng.normal(0, spread, size=(1, n, lattice.n_tags))
     batch_alpha, batch_beta = _recursions(emit, trans, lattice.start, lattice.end, numpy.array([n - 1]))
     one_alpha, one_beta = _recursions_one(emit[0], trans, lattice.start, lattice.end)
     one_alpha, one_beta = one_alpha[None], one_beta[None]
     for batched, single in ((batch_alpha, one_alpha), (batch_beta, one_beta)):
-        finite = numpy.isfinite(batched)
-        assert numpy.array_equal(finite, numpy.isfinite(single))
-        numpy.testing.assert_allclose(single[finite], batched[finite], rtol=1e-9, atol=1e-9)
+        # Equal wherever a value matters: within 500 nats of its row's largest
+        # (a tag exp(-500) times less likely than the best may underflow to 0).
+        matters = batched > batched.max(axis=2, keepdims=True) - 500
+        numpy.testing.assert_allclose(single[matters], batched[matters], rtol=1e-9, atol=1e-9)
+        assert (numpy.isfinite(single) <= numpy.isfinite(batched)).all()
     # Through forward_backward: alone (the vector loop) and beside another doc (the batched one).
     doc, other = emit[0], rng.normal(0, 3, size=(n + 1, lattice.n_tags))
     alone = lattice.forward_backward([doc], trans, want_pairs=False)
