@@ -193,7 +193,7 @@ def fused_predict(model: Model, plan: Dict[str, Any], docs: Sequence[Doc]) -> Li
         for column, seed, nV, offset in columns:
             keys.append(ops.hash(ops.as_contig(ids[:, column], dtype="uint64"), seed) % nV + offset)
     for nC, offset in plan["chars"]:
-        utf8 = xp.concatenate([ops.asarray(doc.to_utf8_array(nr_char=nC)) for doc in docs if len(doc)])
+        utf8 = ops.asarray(utf8_rows(docs, nC))
         keys.append(utf8.astype("uint32") + (xp.arange(nC, dtype="uint32") * 256 + offset)[None, :])
     if keys:
         pre = ops.gather_add(plan["table"], ops.as_contig(xp.hstack(keys).astype("uint32")))
@@ -207,3 +207,43 @@ def fused_predict(model: Model, plan: Dict[str, Any], docs: Sequence[Doc]) -> Li
     best, _ = ops.maxout(ops.reshape3f(pre, n, width, plan["nP"]))
     best = plan["layernorm"].predict(best)
     return ops.unflatten(best, numpy.array(lengths, dtype="i"))
+
+
+# Per word (orth hash) and width, the bytes of its `utf8_rows` row. Bounded:
+# emptied when it reaches this many entries.
+_UTF8_ROWS: Dict[Tuple[int, int], bytes] = {}
+_UTF8_ROWS_MAX = 500_000
+
+
+def utf8_rows(docs: Sequence[Doc], n_chars: int) -> numpy.ndarray:
+    """The rows of `doc.to_utf8_array(nr_char=n_chars)` for all tokens of
+    `docs`, one after another: each word's first, last, second, second-to-last
+    ... UTF-8 bytes, padded with 255.
+
+    spaCy's method builds a Token object and a byte string for every token,
+    a tenth of our prediction time on CoNLL-2003 test; here each distinct
+    word of the batch is looked up once, in a cache that outlives the call.
+    """
+    orths = [doc.to_array("ORTH").reshape(-1) for doc in docs if len(doc)]
+    if not orths:
+        return numpy.zeros((0, n_chars), dtype="uint8")
+    words, inverse = numpy.unique(numpy.concatenate(orths), return_inverse=True)
+    strings = docs[0].vocab.strings
+    if len(_UTF8_ROWS) > _UTF8_ROWS_MAX:
+        _UTF8_ROWS.clear()
+    rows = []
+    for orth in words.tolist():
+        row = _UTF8_ROWS.get((orth, n_chars))
+        if row is None:
+            row = _UTF8_ROWS[(orth, n_chars)] = _utf8_row(strings[orth], n_chars)
+        rows.append(row)
+    table = numpy.frombuffer(b"".join(rows), dtype="uint8").reshape(len(words), n_chars)
+    return table[inverse.reshape(-1)]
+
+
+def _utf8_row(text: str, n_chars: int) -> bytes:
+    encoded = text.encode("utf8")
+    order = [i for pair in zip(range(len(encoded)), range(len(encoded) - 1, -1, -1)) for i in pair]
+    # Alternate from the front and the back until the two ends meet.
+    picked = bytes(encoded[i] for i in order[: len(encoded)])
+    return picked[:n_chars].ljust(n_chars, b"\xff")

@@ -122,3 +122,21 @@ def test_the_cache_is_not_saved():
     size = len(model.to_bytes())
     model.get_ref("embed").predict(docs_for(nlp))
     assert len(model.to_bytes()) == size
+
+
+@pytest.mark.parametrize("n_chars", [1, 2, 7, 8, 10])
+def test_utf8_rows_equal_spacys_to_utf8_array(n_chars):
+    """The fast path's character rows equal spaCy's Doc.to_utf8_array, for
+    multi-byte characters, words shorter and longer than the width, empty
+    docs, and on a second call (from the cache)."""
+    from spacy_rnn_ner.ml.fused_embed import utf8_rows
+
+    nlp = spacy.blank("en")
+    texts = ["São Paulo naïve 東京 a ab abc abcdefghijklmnop", "", "x 😀 -- U.S. Übermensch São"]
+    docs = [nlp.make_doc(text) for text in texts]
+    expected = numpy.concatenate([doc.to_utf8_array(nr_char=n_chars) for doc in docs if len(doc)])
+    for _ in range(2):
+        got = utf8_rows(docs, n_chars)
+        assert got.dtype == numpy.uint8
+        numpy.testing.assert_array_equal(got, expected)
+    assert utf8_rows([nlp.make_doc("")], n_chars).shape == (0, n_chars)
