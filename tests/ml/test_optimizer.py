@@ -10,6 +10,7 @@ SETTINGS = [
     {},
     {"grad_clip": 0.5, "L2": 1e-2, "learn_rate": 0.01},
     {"grad_clip": 0.0, "use_averages": False, "beta1": 0.8, "beta2": 0.99},
+    {"eps": 0.5},  # large enough that where eps enters the update shows
 ]
 
 
