@@ -5,12 +5,17 @@ the table into BENCHMARKS.md.
     python scripts/benchmark_speed.py --ours training/benchmark/ours-seed_0/model-best \
         --spacy training/benchmark/spacy-spaCy_ner/model-best --data corpus/conll03/test.spacy
 
-Each pipeline is measured in its own subprocess (so that peak memory is its
-own), ours and spaCy's alternately. Words per second: raw texts through
-`nlp.pipe` at the default batch size, median of --reps runs after a warm-up.
-Latency: `nlp(text)` on one 20-word sentence, median and 95th percentile.
-Training throughput: words per second of `nlp.update` over batches of 1000
-words of the training file, after initialization, with each config.
+Each pipeline is loaded in its own subprocess (so that peak memory is its
+own), both at once, and the two are timed in turn: each timed run of ours
+is next to one of spaCy's, so that a change in the machine's speed during
+the benchmark moves both. Words per second: raw texts through `nlp.pipe` at
+the default batch size, median of --reps runs after a warm-up. Latency:
+`nlp(text)` on one 20-word sentence, median and 95th percentile of
+--latency-calls calls, taken in six alternating blocks. Training throughput:
+words per second of `nlp.update` over batches of 8 documents of the training
+file (with the config's annotating components, as `spacy train` runs them),
+after initialization, with each config, in four alternating blocks of
+--seconds / 4.
 """
 import argparse
 import json
@@ -21,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -38,91 +43,173 @@ def load_texts(path: Path) -> List[str]:
     return [doc.text for doc in DocBin().from_disk(path).get_docs(nlp.vocab)]
 
 
-def measure_inference(model: str, data: Path, reps: int, n_process: int, latency_calls: int) -> Dict:
-    """Runs inside a subprocess: all inference figures for one pipeline."""
-    import spacy
+class InferenceWorker:
+    """Runs inside a subprocess: one pipeline, timed on command."""
 
-    texts = load_texts(data)
-    nlp = spacy.load(model)
-    n_words = sum(len(doc) for doc in nlp.tokenizer.pipe(texts))
-    list(nlp.pipe(texts[:50]))  # warm-up
-    times = []
-    for _ in range(reps):
+    def __init__(self, model: str, data: Path) -> None:
+        import spacy
+
+        self.texts = load_texts(data)
+        self.nlp = spacy.load(model)
+        self.words = sum(len(doc) for doc in self.nlp.tokenizer.pipe(self.texts))
+        list(self.nlp.pipe(self.texts[:50]))  # warm-up
+        for _ in range(20):
+            self.nlp(SENTENCE)
+
+    def pipe(self, n_process: int = 1) -> float:
         start = time.perf_counter()
-        for _doc in nlp.pipe(texts):
+        for _doc in self.nlp.pipe(self.texts, n_process=n_process):
             pass
-        times.append(time.perf_counter() - start)
-    result = {
-        "words": n_words,
-        "wps": n_words / statistics.median(times),
-        "wps_runs": [n_words / t for t in times],
-    }
-    words = len(nlp.make_doc(SENTENCE))
-    for _ in range(20):
-        nlp(SENTENCE)
-    lat = []
-    for _ in range(latency_calls):
-        start = time.perf_counter()
-        nlp(SENTENCE)
-        lat.append(time.perf_counter() - start)
-    lat.sort()
-    result.update(
-        latency_words=words,
-        latency_median_ms=1000 * statistics.median(lat),
-        latency_p95_ms=1000 * lat[int(0.95 * (len(lat) - 1))],
-    )
-    result["peak_rss_mib_single"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if n_process > 1:
-        mp_times = []
-        for _ in range(max(1, reps // 2)):
+        return time.perf_counter() - start
+
+    def latency(self, calls: int) -> List[float]:
+        times = []
+        for _ in range(calls):
             start = time.perf_counter()
-            for _doc in nlp.pipe(texts, n_process=n_process):
-                pass
-            mp_times.append(time.perf_counter() - start)
-        result["wps_multiprocess"] = n_words / statistics.median(mp_times)
-    return result
+            self.nlp(SENTENCE)
+            times.append(time.perf_counter() - start)
+        return times
 
 
-def measure_training(config: str, train: Path, seconds: float) -> Dict:
-    """Runs inside a subprocess: words per second of nlp.update with a config."""
-    from spacy.training import Example
-    from spacy.tokens import DocBin
-    from spacy.util import load_model_from_config, minibatch
-    from thinc.api import Config
+class TrainingWorker:
+    """Runs inside a subprocess: nlp.update with one config, timed on command."""
 
-    cfg = Config().from_disk(config, overrides={"paths.train": str(train), "paths.dev": str(train)})
-    nlp = load_model_from_config(cfg, auto_fill=True, validate=True)
-    docs = list(DocBin().from_disk(train).get_docs(nlp.vocab))
-    examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs]
-    optimizer = nlp.initialize(lambda: examples[:200])
-    dropout = cfg["training"]["dropout"]
-    words, start = 0, time.perf_counter()
-    batches = minibatch(examples, size=8)
-    for batch in batches:
-        nlp.update(batch, sgd=optimizer, drop=dropout)
-        words += sum(len(eg.predicted) for eg in batch)
-        if time.perf_counter() - start > seconds:
-            break
-    return {"train_wps": words / (time.perf_counter() - start), "train_words": words}
+    def __init__(self, config: str, train: Path) -> None:
+        from spacy.training import Example
+        from spacy.tokens import DocBin
+        from spacy.util import load_model_from_config
+        from thinc.api import Config
+
+        cfg = Config().from_disk(config, overrides={"paths.train": str(train), "paths.dev": str(train)})
+        self.nlp = load_model_from_config(cfg, auto_fill=True, validate=True)
+        docs = list(DocBin().from_disk(train).get_docs(self.nlp.vocab))
+        self.examples = [Example(self.nlp.make_doc(doc.text), doc) for doc in docs]
+        self.optimizer = self.nlp.initialize(lambda: self.examples[:200])
+        self.dropout = cfg["training"]["dropout"]
+        # As `spacy train` does: components listed there (our sentencizer)
+        # annotate each batch before the update.
+        self.annotates = list(cfg["training"].get("annotating_components", []))
+        self.batches = self._batches()
+
+    def _batches(self):
+        from spacy.util import minibatch
+
+        while True:
+            yield from minibatch(self.examples, size=8)
+
+    def train(self, seconds: float) -> Tuple[int, float]:
+        words, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            batch = next(self.batches)
+            self.nlp.update(batch, sgd=self.optimizer, drop=self.dropout, annotates=self.annotates)
+            words += sum(len(eg.predicted) for eg in batch)
+        return words, time.perf_counter() - start
 
 
 def child(args: argparse.Namespace) -> None:
+    """Load one pipeline (or training config), then answer commands on stdin
+    with one JSON line each, until stdin closes."""
     if args.mode == "inference":
-        out = measure_inference(args.model, args.data, args.reps, args.n_process, args.latency_calls)
+        worker: object = InferenceWorker(args.model, args.data)
+        ready = {"words": worker.words}  # type: ignore[attr-defined]
     else:
-        out = measure_training(args.model, args.data, args.seconds)
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(out), flush=True)
+        worker = TrainingWorker(args.model, args.data)
+        ready = {}
+    print("RESULT " + json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        command, *rest = line.split()
+        if command == "pipe":
+            out = worker.pipe(int(rest[0]))  # type: ignore[attr-defined]
+        elif command == "latency":
+            out = worker.latency(int(rest[0]))  # type: ignore[attr-defined]
+        elif command == "train":
+            out = worker.train(float(rest[0]))  # type: ignore[attr-defined]
+        else:
+            out = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(out), flush=True)
 
 
-def run_child(*extra: str) -> Dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", *extra], capture_output=True, text=True, env=dict(os.environ)
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-3000:])
-    line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+class Child:
+    """A measuring subprocess, kept alive between commands."""
+
+    def __init__(self, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+        )
+        self.ready = self._read()
+
+    def ask(self, command: str):
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def _read(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT "):])
+        raise RuntimeError(f"benchmark child {self.proc.args} exited with {self.proc.wait()}")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure_inference(args: argparse.Namespace) -> Dict[str, Dict]:
+    """Both pipelines loaded side by side, each timed in turn: every timed
+    run of ours is next to one of spaCy's, so that a change in the machine's
+    speed during the benchmark moves both."""
+    common = ["--data", str(args.data)]
+    children = {"ours": Child("--model", args.ours, *common), "spacy": Child("--model", args.spacy, *common)}
+    times: Dict[str, List[float]] = {name: [] for name in children}
+    lat: Dict[str, List[float]] = {name: [] for name in children}
+    mp: Dict[str, List[float]] = {name: [] for name in children}
+    for _ in range(args.reps):
+        for name, c in children.items():
+            times[name].append(c.ask("pipe 1"))
+    blocks = 6
+    for _ in range(blocks):
+        for name, c in children.items():
+            lat[name] += c.ask(f"latency {max(1, args.latency_calls // blocks)}")
+    if args.n_process > 1:
+        for _ in range(max(1, args.reps // 2)):
+            for name, c in children.items():
+                mp[name].append(c.ask(f"pipe {args.n_process}"))
+    results: Dict[str, Dict] = {}
+    for name, c in children.items():
+        results[name] = {"peak_rss_mib": c.ask("rss")}  # the main process's peak, n_process runs included
+        c.close()
+        words = c.ready["words"]
+        ordered = sorted(lat[name])
+        results[name].update(
+            words=words,
+            wps=words / statistics.median(times[name]),
+            wps_runs=[words / t for t in times[name]],
+            latency_words=len(SENTENCE.split()),
+            latency_median_ms=1000 * statistics.median(ordered),
+            latency_p95_ms=1000 * ordered[int(0.95 * (len(ordered) - 1))],
+        )
+        if mp[name]:
+            results[name]["wps_multiprocess"] = words / statistics.median(mp[name])
+    return results
+
+
+def measure_training(args: argparse.Namespace, results: Dict[str, Dict]) -> None:
+    """Training words/s of both configs, in alternating blocks of --seconds / 4."""
+    common = ["--mode", "training", "--data", str(args.train_data)]
+    children = {"ours": Child("--model", args.ours_config, *common), "spacy": Child("--model", args.spacy_config, *common)}
+    done = {name: [0, 0.0] for name in children}
+    for _ in range(4):
+        for name, c in children.items():
+            words, seconds = c.ask(f"train {args.seconds / 4}")
+            done[name][0] += words
+            done[name][1] += seconds
+    for name, c in children.items():
+        c.close()
+        results[name]["train_wps"] = done[name][0] / done[name][1]
 
 
 def render(results: Dict, args: argparse.Namespace) -> str:
@@ -178,16 +265,11 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    common = ["--data", str(args.data), "--reps", str(args.reps), "--n-process", str(args.n_process), "--latency-calls", str(args.latency_calls)]
-    results: Dict = {}
-    for name, model in (("ours", args.ours), ("spacy", args.spacy)):
-        results[name] = run_child("--model", model, *common)
-        print(name, json.dumps(results[name]), flush=True)
+    results = measure_inference(args)
+    print(json.dumps(results), flush=True)
     if not args.no_training:
-        for name, config in (("ours", args.ours_config), ("spacy", args.spacy_config)):
-            train = run_child("--mode", "training", "--model", config, "--data", str(args.train_data), "--seconds", str(args.seconds))
-            results[name]["train_wps"] = train["train_wps"]
-            print(name, "training", json.dumps(train), flush=True)
+        measure_training(args, results)
+        print("training", json.dumps({name: r["train_wps"] for name, r in results.items()}), flush=True)
     section = render(results, args)
     replace_section(args.output, "speed", section)
     out_json = ROOT / "training" / "benchmark" / "speed.json"
