@@ -65,6 +65,11 @@ STRONG: List[Tuple[str, Optional[str], str]] = [
     ("spacy_rnn_ner/pipeline/lattice.py", None, "CRF forward-backward (confidences, and the loss in training)"),
     ("spacy_rnn_ner/pipeline/rnn_tagger.py", "set_annotations", "set_annotations"),
     ("thinc/optimizers.py", None, "optimizer"),
+    ("spacy_rnn_ner/ml/optimizer.py", None, "optimizer"),
+    # The kernels our models call through TorchCPUOps (torch's, not thinc's).
+    ("spacy_rnn_ner/ml/ops.py", "gather_add", "compiled: gather_add (hashed-table rows)"),
+    ("spacy_rnn_ner/ml/ops.py", "scatter_add", "compiled: scatter_add (document memory's sums; in training also table gradients)"),
+    ("spacy_rnn_ner/ml/ops.py", "gemm", "compiled: gemm and maxout (feature mixing, window, output layer)"),
     ("spacy/language.py", "make_doc", "tokenizer"),
 ]
 WEAK: List[Tuple[str, Optional[str], str]] = [
