@@ -1,6 +1,5 @@
 """`annotate` in-process: formats, bad lines, strict mode, resume (the CLI, n_process and Dask: tests/integration)."""
 import json
-from pathlib import Path
 
 import pytest
 import spacy

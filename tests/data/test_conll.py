@@ -8,7 +8,7 @@ from typing import List, Tuple
 
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 
 from spacy_rnn_ner.data.conll import (
     ConllFormatError,

@@ -1,7 +1,6 @@
 """scripts/benchmark_accuracy.py: each feature the config switches on gets one ablation row."""
 import pytest
 import importlib.util
-from pathlib import Path
 
 from thinc.api import Config
 

@@ -3,7 +3,6 @@ import pytest
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.helpers import REPO
 

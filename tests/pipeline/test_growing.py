@@ -2,7 +2,6 @@
 import numpy
 import pytest
 import spacy
-from spacy.training import Example
 from thinc.api import Config
 
 from tests.helpers import SMALL_MODEL, TRAIN_DATA, blank_with_tagger, make_examples, train_tagger
