@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -84,7 +85,12 @@ class TrainingWorker:
         self.nlp = load_model_from_config(cfg, auto_fill=True, validate=True)
         docs = list(DocBin().from_disk(train).get_docs(self.nlp.vocab))
         self.examples = [Example(self.nlp.make_doc(doc.text), doc) for doc in docs]
-        self.optimizer = self.nlp.initialize(lambda: self.examples[:200])
+        with warnings.catch_warnings():
+            # initialize() runs the model on docs without sentence starts
+            # (updates get them from the annotating components); its warning
+            # about that would print once per long doc.
+            warnings.filterwarnings("ignore", message=r"\[rnn_tagger\] A doc of \d+ tokens has no sentence")
+            self.optimizer = self.nlp.initialize(lambda: self.examples[:200])
         self.dropout = cfg["training"]["dropout"]
         # As `spacy train` does: components listed there (our sentencizer)
         # annotate each batch before the update.
