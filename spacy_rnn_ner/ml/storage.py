@@ -19,8 +19,7 @@ rounding) and not the speed. What it packs:
 Smaller arrays (layer norms, biases, the output layer, the CRF transitions)
 and the LSTM's torch weights stay float32. The format is msgpack like
 thinc's own `Model.to_bytes`, with the packed entries marked:
-`unpack_model_msg` gives the message `Model.from_dict` reads, and
-`unpack_model_bytes` the bytes `Model.from_bytes` reads.
+`unpack_model_msg` gives the message `Model.from_dict` reads.
 """
 import hashlib
 from typing import Dict, Tuple
@@ -66,22 +65,12 @@ def pack_model_bytes(model: Model, storage: str) -> bytes:
 
 def unpack_model_msg(data: bytes) -> Dict:
     """The message thinc's `Model.from_dict` reads, packed weights decoded to
-    float32: the stored bytes are parsed once (loading the bytes that
-    `unpack_model_bytes` gives would parse them twice more)."""
+    float32, from the stored bytes, parsed once. Bytes stored exactly
+    (`storage = "float32"`) are thinc's own `Model.to_bytes` format."""
     msg = srsly.msgpack_loads(data)
     if isinstance(msg, dict) and FORMAT_KEY in msg:
         _decode(msg)
     return msg
-
-
-def unpack_model_bytes(data: bytes) -> bytes:
-    """Bytes that thinc's `Model.from_bytes` reads: packed weights decoded to
-    float32; bytes that were stored exactly are returned as they are."""
-    msg = srsly.msgpack_loads(data)
-    if not isinstance(msg, dict) or FORMAT_KEY not in msg:
-        return data
-    _decode(msg)
-    return srsly.msgpack_dumps(msg)
 
 
 def _decode(msg: Dict) -> None:

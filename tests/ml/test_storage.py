@@ -11,7 +11,7 @@ from spacy_rnn_ner.ml.storage import (
     _pack_clusters,
     _unpack_array,
     _unpack_clusters,
-    unpack_model_bytes,
+    unpack_model_msg,
 )
 from tests.helpers import TRAIN_DATA, blank_with_tagger
 
@@ -93,7 +93,7 @@ def test_int8_bytes_round_trip_and_the_float32_format_is_thincs(trained_nlp):
     for text in TEXTS:
         assert [e.label_ for e in other(text).ents] == [e.label_ for e in trained_nlp(text).ents]
     exact_model = srsly.msgpack_loads(tagger.to_bytes())["model"]
-    assert unpack_model_bytes(exact_model) is exact_model
+    assert srsly.msgpack_dumps(unpack_model_msg(exact_model)) == exact_model
 
 
 def test_corrupted_int8_weights_are_refused(trained_nlp, tmp_path):
