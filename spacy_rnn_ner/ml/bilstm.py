@@ -228,8 +228,25 @@ class AveragingPyTorchShim(PyTorchShim):
             return model(*inputs.args, **inputs.kwargs)
 
     def finish_update(self, optimizer) -> None:
-        super().finish_update(optimizer)
-        self._int8_model = None  # thinc updates the weights in place: no tensor tells
+        """As thinc's, except that the optimizer gets a copy of each gradient.
+
+        spaCy's Language.rehearse passes a function that only collects the
+        (weights, gradient) pairs, and runs the optimizer on them after every
+        component's rehearse. thinc's shim zeroes the torch gradient right
+        after the call, so the collected LSTM gradients were zeros: rehearsal
+        never reached the LSTM, while Adam's step on a zero gradient still
+        moved it along its momentum, away from the old model.
+        """
+        for name, torch_data in self._model.named_parameters():
+            if torch_data.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # an overflowed gradient skips the step
+                gradient = torch2xp(torch_data.grad).copy()
+                param, _ = optimizer((self.id, name), torch2xp(torch_data.data), gradient)
+                torch_data.data = xp2torch(param, requires_grad=True, device=torch_data.device)
+            torch_data.grad.zero_()
+        self._grad_scaler.update()
+        self._int8_model = None  # the weights change in place: no tensor tells
 
     def from_bytes(self, bytes_data):
         self._int8_model = None

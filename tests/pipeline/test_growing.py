@@ -87,6 +87,49 @@ def test_add_label_to_a_trained_pipeline_keeps_the_old_predictions_then_learns_i
         assert nlp.evaluate(old)["ents_f"] > 0.9  # rehearsal kept the old types
 
 
+@pytest.mark.parametrize("model", [SMALL_MODEL, CRF_MODEL], ids=["softmax", "crf"])
+def test_rehearsal_keeps_the_old_tag_distributions_that_update_alone_moves(model):
+    base = blank_with_tagger(model=model)
+    train_tagger(base, make_examples(base), n_iter=80)
+    docs = [base.make_doc(text) for text, _ in TRAIN_DATA]
+    tagger = base.get_pipe("rnn_tagger")
+    n_old = len(tagger.tags)
+    before = [tagger._tag_distribution(s) for s in tagger.model.predict(docs)]
+    drift = {}
+    for rehearse in (False, True):
+        nlp = blank_with_tagger(model=model)
+        nlp.from_bytes(base.to_bytes())
+        nlp.resume_training()
+        grown = nlp.get_pipe("rnn_tagger")
+        grown.add_label("PRODUCT")
+        optimizer = nlp.create_optimizer()
+        new, old = make_examples(nlp, NEW_TYPE), make_examples(nlp)
+        for _ in range(60):
+            nlp.update(new, sgd=optimizer)
+            if rehearse:
+                nlp.rehearse(old, sgd=optimizer)
+        after = [grown._tag_distribution(s[:, :n_old]) for s in grown.model.predict(docs)]
+        # Mean total variation distance per token, over the old tags.
+        drift[rehearse] = numpy.mean(numpy.concatenate([0.5 * abs(a - b).sum(axis=1) for a, b in zip(after, before)]))
+    # Updating on the new type's three sentences alone moves the old text's
+    # tag distributions; rehearsing on the old text holds them near the kept model's.
+    assert drift[True] < 0.5 * drift[False]
+
+
+def test_rehearse_reaches_the_lstm_through_spacys_gradient_collection():
+    # Language.rehearse collects each component's gradients, then runs the
+    # optimizer; the torch LSTM's must survive until then.
+    nlp = blank_with_tagger(model=CRF_MODEL)
+    train_tagger(nlp, make_examples(nlp), n_iter=10)
+    nlp.resume_training()
+    lstm = next(node for node in nlp.get_pipe("rnn_tagger").model.walk() if node.shims).shims[0]._model
+    nlp.update(make_examples(nlp), sgd=nlp.create_optimizer())  # now differs from the kept model
+    before = {name: p.detach().clone() for name, p in lstm.named_parameters()}
+    nlp.rehearse(make_examples(nlp), sgd=nlp.create_optimizer())  # fresh optimizer: no momentum to move on
+    moved = max(float((p.detach() - before[name]).abs().max()) for name, p in lstm.named_parameters())
+    assert moved > 1e-4
+
+
 def test_rehearse_needs_resume_training_then_returns_a_loss(trained_nlp):
     nlp = blank_with_tagger()
     train_tagger(nlp, make_examples(nlp), n_iter=10)

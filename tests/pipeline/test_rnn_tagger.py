@@ -189,3 +189,33 @@ def test_int8_inference_uses_a_quantized_lstm_that_follows_training():
     nlp.update(examples, sgd=optimizer)
     nlp("Angela Moreau flew to Lyon .")
     assert shim._int8_model is not first  # rebuilt after the weights changed
+
+
+def test_word_batches_keep_order_and_the_word_limit():
+    from spacy_rnn_ner.pipeline.labeller import word_batches
+
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(" ".join(["w"] * n)) for n in (3, 4, 2, 9, 1, 1)]
+    parts = list(word_batches(docs, 6))
+    assert [[len(d) for d in part] for part in parts] == [[3], [4, 2], [9], [1, 1]]
+    assert [d for part in parts for d in part] == docs
+
+
+def test_pipe_in_parts_of_a_few_words_equals_one_forward_pass(trained_nlp, monkeypatch):
+    texts = [text for text, _ in TRAIN_DATA] * 3
+    tagger = trained_nlp.get_pipe("rnn_tagger")
+
+    def annotations(batch_words):
+        monkeypatch.setattr(tagger, "batch_words", batch_words)
+        docs = list(trained_nlp.pipe(texts, batch_size=1000))
+        return [
+            ([(e.start, e.end, e.label_) for e in doc.ents], doc.spans[tagger.cfg["spans_key"]].attrs["scores"].tolist())
+            for doc in docs
+        ]
+
+    whole = annotations(10**9)
+    parts = annotations(12)
+    assert [ents for ents, _ in parts] == [ents for ents, _ in whole]
+    assert any(ents for ents, _ in whole)
+    for (_, a), (_, b) in zip(parts, whole):
+        numpy.testing.assert_allclose(a, b, atol=1e-5)
