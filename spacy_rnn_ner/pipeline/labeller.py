@@ -40,10 +40,10 @@ class SequenceLabeller(TrainablePipe):
 
     # nlp.pipe hands a component batches of nlp.batch_size docs; the model
     # runs on consecutive parts of at most this many words (a longer doc runs
-    # alone). Activations grow with the words in a forward pass: on CoNLL-2003
-    # test (231 docs, 46k words, one batch at the default batch size), parts
-    # of 8,000 words cut peak memory from 924 to 547 MiB and raised words/s
-    # by about a quarter (a working set nearer the CPU caches).
+    # alone). Activations grow with the words in a forward pass, and a batch
+    # of long documents held them all at once; parts of a few thousand words
+    # keep peak memory low and the working set near the CPU caches, without
+    # making the LSTM's batches too small to pay.
     batch_words: int = 8000
 
     def __init__(
