@@ -13,15 +13,42 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_report import machine_description, replace_section  # noqa: E402
 
 
-def measure(model: Path, dev: Path, test: Path) -> Dict:
+def seen_or_not(nlp, examples, train_entities) -> Dict[str, Dict[str, float]]:
+    """Accuracy and mean confidence of the predicted entities (at the
+    pipeline's temperature) whose text was an entity in the training data,
+    and of the others: the split by novelty shows whether a split is harder
+    at the same confidence."""
+    import numpy
+
+    docs = [eg.predicted.copy() for eg in examples]
+    for _name, proc in nlp.pipeline:
+        docs = list(proc.pipe(docs))
+    key = nlp.get_pipe("rnn_tagger").cfg["spans_key"]
+    rows: Dict[str, List] = {"seen": [], "unseen": []}
+    for doc, eg in zip(docs, examples):
+        gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
+        group = doc.spans[key]
+        for span, p in zip(group, group.attrs["scores"]):
+            correct = (span.start_char, span.end_char, span.label_) in gold
+            rows["seen" if span.text in train_entities else "unseen"].append((float(p), correct))
+    out = {}
+    for name, pairs in rows.items():
+        arr = numpy.asarray(pairs, dtype="f8").reshape(-1, 2)
+        out[name] = {"n": len(pairs), "confidence": float(arr[:, 0].mean()) if len(pairs) else 0.0,
+                     "accuracy": float(arr[:, 1].mean()) if len(pairs) else 0.0}
+    return out
+
+
+def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
     import spacy
+    from spacy.tokens import DocBin
 
     from spacy_rnn_ner.calibration import fit_temperature
     from spacy_rnn_ner.scoring import gold_token_examples
@@ -29,8 +56,10 @@ def measure(model: Path, dev: Path, test: Path) -> Dict:
     nlp = spacy.load(model)
     saved = float(nlp.config["components"]["rnn_tagger"]["temperature"])
     row: Dict = {"model": str(model), "temperature": saved}
+    train_entities = {e.text for doc in DocBin().from_disk(train).get_docs(nlp.vocab) for e in doc.ents}
     for split, path in (("dev", dev), ("test", test)):
         examples = gold_token_examples(nlp, path)
+        row[f"{split}_novelty"] = seen_or_not(nlp, examples, train_entities)
         best, rows = fit_temperature(nlp, "rnn_tagger", examples, temperatures=sorted({1.0, saved, *FINE_GRID}))
         by_t = {r["temperature"]: r for r in rows}
         row[f"{split}_ece_1"] = by_t[1.0]["ece"]
@@ -50,10 +79,11 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--dev", type=Path, default=ROOT / "corpus" / "conll03" / "dev.spacy")
     parser.add_argument("--test", type=Path, default=ROOT / "corpus" / "conll03" / "test.spacy")
+    parser.add_argument("--train", type=Path, default=ROOT / "corpus" / "conll03" / "train.spacy")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
 
-    rows = [measure(m, args.dev, args.test) for m in args.models]
+    rows = [measure(m, args.dev, args.test, args.train) for m in args.models]
     lines = [
         "## Calibration by default: ECE out of sample",
         "",
@@ -92,6 +122,23 @@ def main() -> None:
             f"| `{Path(r['model']).parent.name}/{Path(r['model']).name}` | {r['dev_best_t']:g} | "
             f"{r['test_by_t'][r['dev_best_t']]:.4f} | {r['test_best_t']:g} | {r['test_by_t'][r['test_best_t']]:.4f} |"
         )
+    lines += [
+        "",
+        "By novelty, at each pipeline's fitted temperature: predicted entities whose text was an entity in the "
+        "training data (seen) and the others (unseen); accuracy is the share that are exactly a gold entity.",
+        "",
+        "| pipeline | split | seen: share | seen: accuracy | seen: confidence | unseen: accuracy | unseen: confidence |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for split in ("dev", "test"):
+            nv = r[f"{split}_novelty"]
+            share = nv["seen"]["n"] / max(1, nv["seen"]["n"] + nv["unseen"]["n"])
+            lines.append(
+                f"| `{Path(r['model']).parent.name}/{Path(r['model']).name}` | {split} | {share:.2f} | "
+                f"{nv['seen']['accuracy']:.3f} | {nv['seen']['confidence']:.3f} | "
+                f"{nv['unseen']['accuracy']:.3f} | {nv['unseen']['confidence']:.3f} |"
+            )
     lines.append("")
     section = "\n".join(lines)
     replace_section(args.output, "calibration-default", section)
