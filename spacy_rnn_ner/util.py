@@ -42,7 +42,9 @@ def map_length_groups(
 def pad(arrays: Sequence[Any], width: int, *, fill: float = 0.0, dtype: str = "f", xp: Any = numpy) -> Any:
     """Stack (n_i, width) arrays into one (batch, max n_i, width) array, filling the rest."""
     max_len = max((len(a) for a in arrays), default=0)
-    out = xp.full((len(arrays), max_len, width), fill, dtype=dtype)
+    shape = (len(arrays), max_len, width)
+    # zeros needs no pass over the memory to fill it (calloc's zeroed pages)
+    out = xp.zeros(shape, dtype=dtype) if fill == 0 else xp.full(shape, fill, dtype=dtype)
     for i, a in enumerate(arrays):
         out[i, : len(a)] = a
     return out
