@@ -453,6 +453,7 @@ class SequenceLabeller(TrainablePipe):
             "again from a good source, or retrain it."
         )
 
+
 def word_batches(docs: Sequence[Doc], max_words: int) -> Iterator[List[Doc]]:
     """`docs` in order, in consecutive lists of at most `max_words` words
     (a doc longer than that alone)."""
