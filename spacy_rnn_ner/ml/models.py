@@ -9,7 +9,7 @@ from spacy.util import registry
 from thinc.api import Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
-from ..util import length_groups, map_length_groups, no_backprop
+from ..util import map_length_groups, no_backprop
 from .bilstm import PackedBiLSTMLayer
 from .crf import CRFTransitions
 from .memory import WindowMaxout, with_memory
@@ -248,12 +248,12 @@ def _run_in_context(
     if splits is None:
         if not is_train:
             return _predict_by_length(encoder, Xs), no_backprop
-        return _update_by_length(encoder, Xs)
+        return encoder(Xs, is_train)
     xp = model.ops.xp
     pieces = [piece for X, lengths in zip(Xs, splits) for piece in _split(xp, X, lengths)]
     if not is_train:
         return _join(model, _predict_by_length(encoder, pieces), splits, encoder.get_dim("nO")), no_backprop
-    Y_pieces, backprop_encoder = _update_by_length(encoder, pieces)
+    Y_pieces, backprop_encoder = encoder(pieces, is_train)
     Ys = _join(model, Y_pieces, splits, encoder.get_dim("nO"))
     in_width = encoder.get_dim("nI")
 
@@ -277,43 +277,6 @@ def _predict_by_length(encoder: Model, Xs: List[Floats2d]) -> List[Floats2d]:
         return encoder.predict(Xs)
     width = encoder.get_dim("nO")
     return map_length_groups(Xs, [len(X) for X in Xs], encoder.predict, lambda: encoder.ops.alloc2f(0, width))
-
-
-def _update_by_length(encoder: Model, Xs: List[Floats2d]):
-    """encoder(Xs, is_train=True), called once per group of similar length.
-
-    The LSTM layer pads its inputs to the longest one, and everything around
-    its kernels (dropout, the padded input and gradient arrays, the copies in
-    and out) works on the padded size: a training batch of a few hundred
-    sentences of 1 to 100 tokens padded that way is several times its words.
-    Each group is padded only to its own longest. The outputs and gradients
-    are those of one call (each sequence is run on its own); only dropout's
-    random masks are drawn per group.
-    """
-    if not encoder.attrs.get("pads_to_longest", True):
-        return encoder(Xs, True)
-    lengths = [len(X) for X in Xs]
-    groups = length_groups(lengths)
-    if len(groups) == 1 and len(groups[0]) == len(Xs):
-        return encoder(Xs, True)
-    Ys: List[Optional[Floats2d]] = [None] * len(Xs)
-    backprops = []
-    for group in groups:
-        group_Ys, backprop_group = encoder([Xs[i] for i in group], True)
-        for i, Y in zip(group, group_Ys):
-            Ys[i] = Y
-        backprops.append((group, backprop_group))
-    width_out, width_in = encoder.get_dim("nO"), encoder.get_dim("nI")
-    outputs = [encoder.ops.alloc2f(0, width_out) if Y is None else Y for Y in Ys]
-
-    def backprop(dYs: List[Floats2d]) -> List[Floats2d]:
-        dXs: List[Optional[Floats2d]] = [None] * len(Xs)
-        for group, backprop_group in backprops:
-            for i, dX in zip(group, backprop_group([dYs[i] for i in group])):
-                dXs[i] = dX
-        return [encoder.ops.alloc2f(0, width_in) if dX is None else dX for dX in dXs]
-
-    return outputs, backprop
 
 
 def _split(xp, X: Floats2d, lengths: List[int]) -> List[Floats2d]:

@@ -156,33 +156,3 @@ def test_training_path_equals_packed_lstm_in_outputs_and_gradients(depth):
     assert torch.allclose(dX1, dX2, atol=1e-6)
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, atol=1e-5)
-
-
-def test_training_in_length_groups_equals_one_call_in_outputs_and_gradients():
-    """_update_by_length runs the BiLSTM once per group of similar length; with
-    no dropout it must give one call's outputs, input gradients and weight
-    gradients, empty sequences included."""
-    from spacy_rnn_ner.ml.bilstm import PackedBiLSTMLayer
-    from spacy_rnn_ner.ml.models import _update_by_length
-    from spacy_rnn_ner.util import length_groups
-
-    fix_random_seed(0)
-    layer = PackedBiLSTMLayer(6, 5, 1, 0.0)
-    layer.initialize()
-    lengths = [7, 1, 0, 4, 60, 12, 2, 30]
-    assert len(length_groups(lengths)) > 1
-    Xs = [numpy.random.uniform(-1, 1, (n, 6)).astype("f") for n in lengths]
-    dYs = [numpy.random.uniform(-1, 1, (n, 10)).astype("f") for n in lengths]
-    module = layer.shims[0]._model
-    results = []
-    for run in (lambda: layer(Xs, True), lambda: _update_by_length(layer, Xs)):
-        module.zero_grad()
-        Ys, backprop = run()
-        dXs = backprop(dYs)
-        results.append((Ys, dXs, [p.grad.clone() for p in module.parameters()]))
-    (Y1, dX1, g1), (Y2, dX2, g2) = results
-    for a, b in zip(Y1 + dX1, Y2 + dX2):
-        assert a.shape == b.shape
-        numpy.testing.assert_allclose(a, b, atol=1e-6)
-    for a, b in zip(g1, g2):
-        assert torch.allclose(a, b, atol=1e-5)
