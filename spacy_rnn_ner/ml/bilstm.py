@@ -125,9 +125,8 @@ class PackedBiLSTM(nn.Module):
             group_len = max(lens[i] for i in group)
             Y = self._run_reversed_group(X[index.to(X.device), :group_len], lengths[index], group_len)
             parts.append(nn.functional.pad(Y, (0, 0, 0, max_len - group_len)))
-        position = torch.empty(len(lens), dtype=torch.int64)
-        position[torch.tensor([i for group in groups for i in group], dtype=torch.int64)] = torch.arange(len(lens))
-        return torch.cat(parts)[position.to(X.device)]
+        order = torch.tensor([i for group in groups for i in group], dtype=torch.int64)
+        return torch.cat(parts)[torch.argsort(order).to(X.device)]
 
     def _run_reversed_group(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
         """Each direction as its own one-directional pass over the padded batch.
@@ -243,15 +242,7 @@ class AveragingPyTorchShim(PyTorchShim):
         never reached the LSTM, while Adam's step on a zero gradient still
         moved it along its momentum, away from the old model.
         """
-        for name, torch_data in self._model.named_parameters():
-            if torch_data.grad is None:
-                continue
-            if not self._grad_scaler.found_inf:  # an overflowed gradient skips the step
-                gradient = torch2xp(torch_data.grad).copy()
-                param, _ = optimizer((self.id, name), torch2xp(torch_data.data), gradient)
-                torch_data.data = xp2torch(param, requires_grad=True, device=torch_data.device)
-            torch_data.grad.zero_()
-        self._grad_scaler.update()
+        super().finish_update(lambda key, weights, gradient: optimizer(key, weights, gradient.copy()))
         self._int8_model = None  # the weights change in place: no tensor tells
 
     def from_bytes(self, bytes_data):

@@ -456,7 +456,9 @@ class SequenceLabeller(TrainablePipe):
 
 def word_batches(docs: Sequence[Doc], max_words: int) -> Iterator[List[Doc]]:
     """`docs` in order, in consecutive lists of at most `max_words` words
-    (a doc longer than that alone)."""
+    (a doc longer than that alone). Not spaCy's minibatch_by_words (spacy.training.batchers): it
+    yields an oversized doc ahead of the batch it is collecting, and
+    nlp.pipe must give the docs back in order."""
     part: List[Doc] = []
     words = 0
     for doc in docs:
