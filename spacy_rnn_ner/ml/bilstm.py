@@ -7,13 +7,14 @@ import os
 import warnings
 from typing import Any, Callable, Dict, List, Tuple, cast
 
+import numpy
 import torch
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v2, torch2xp, xp2torch
 from thinc.types import Floats2d
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
-from ..util import length_groups, pad
+from ..util import length_groups
 
 
 def _single_thread_after_fork() -> None:
@@ -78,55 +79,61 @@ class PackedBiLSTM(nn.Module):
         )
 
     def forward(self, X: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Map (batch, max_len, n_in) inputs and CPU int64 lengths to (batch, max_len, 2 * n_hidden)."""
-        batch, max_len = X.shape[0], X.shape[1]
+        """Map the (total, n_in) rows of consecutive sequences of the given
+        lengths (a CPU int64 tensor) to their (total, 2 * n_hidden) output rows.
+
+        Rows in, rows out: no padded copy of the whole batch is made. Padding
+        exists only inside, per group of similar length in training, where a
+        batch of a few hundred sentences of 1 to 100 tokens padded to its
+        longest would be several times its words in every array around the
+        kernels (dropout, gradients, copies).
+        """
         # The checks below read the lengths as a Python list: a single
         # sentence is a few dozen microseconds of work, and each small torch
         # op on the lengths tensor costs about as much.
         lens = lengths.tolist()
-        nonempty = [i for i, n in enumerate(lens) if n > 0]
-        if not nonempty or max_len == 0:
-            out = X.new_zeros((batch, max_len, self.n_out))
-            # Keep the graph connected so a backward pass over an all-empty batch is a no-op.
-            return out + X.sum() * 0.0 if X.requires_grad else out
-        if len(nonempty) == batch:
-            if min(lens) == max_len:
-                # No padding at all (e.g. a single doc): packing would change
-                # nothing, so skip its cost, which dominates for short texts.
-                Y, _ = self.lstm(self.input_dropout(X))
-                return self.output_dropout(Y)
-            return self._run(X, lengths, max_len)
-        index = torch.tensor(nonempty, dtype=torch.int64)
-        Y = self._run(X[index.to(X.device)], lengths[index], max_len)
-        out = X.new_zeros((batch, max_len, self.n_out))
-        return out.index_copy(0, index.to(X.device), Y)
-
-    def _run(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-        # Training: oneDNN's padded kernels, whose backward pass is far faster
-        # on CPU. Prediction: packing, faster for the forward pass alone
-        # (BENCHMARKS.md has both measurements).
+        if not lens or min(lens) == max(lens):
+            # One sequence, or all of one length: no padding at all, so the
+            # rows are already a (batch, length, n_in) tensor and packing
+            # would change nothing (its cost dominates for short texts).
+            if not lens or lens[0] == 0:
+                out = X.new_zeros((0, self.n_out))
+                # Keep the graph connected so a backward pass over an all-empty batch is a no-op.
+                return out + X.sum() * 0.0 if X.requires_grad else out
+            Y, _ = self.lstm(self.input_dropout(X.reshape(len(lens), lens[0], X.shape[1])))
+            return self.output_dropout(Y).reshape(X.shape[0], self.n_out)
         if self.training:
-            return self._run_reversed(X, lengths, max_len)
-        return self._run_packed(X, lengths, max_len)
+            # oneDNN's padded kernels, whose backward pass is far faster on
+            # CPU. Prediction: packing, faster for the forward pass alone
+            # (BENCHMARKS.md has both measurements).
+            return self._run_reversed(X, lens)
+        return self._run_packed(X, lens)
 
-    def _run_reversed(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-        """Run docs of similar length together, so that padding costs at most
-        about as much as the tokens (see length_groups)."""
-        lens = lengths.tolist()
+    def _run_reversed(self, X: torch.Tensor, lens: List[int]) -> torch.Tensor:
+        """Run sequences of similar length together (see length_groups), each
+        group padded to its own longest, and gather the output rows back."""
         groups = length_groups(lens)
         if len(groups) == 1:
-            return self._run_reversed_group(X, lengths, max_len)
-        # The groups' outputs, padded to max_len and stacked in group order,
-        # go back to input order with one gather (one scatter in backward):
-        # copying the whole output once per group cost several times more.
-        parts = []
+            groups = [sorted(groups[0])]  # one group keeps the input order
+        starts = numpy.cumsum([0] + lens[:-1])
+        steps = numpy.arange(max(lens))
+        # The zero row appended at the end is what padding positions read.
+        rows = nn.functional.pad(X, (0, 0, 0, 1))
+        pad_row = X.shape[0]
+        outputs, out_index, offset = [], numpy.empty(X.shape[0], dtype=numpy.int64), 0
         for group in groups:
-            index = torch.tensor(group, dtype=torch.int64)
-            group_len = max(lens[i] for i in group)
-            Y = self._run_reversed_group(X[index.to(X.device), :group_len], lengths[index], group_len)
-            parts.append(nn.functional.pad(Y, (0, 0, 0, max_len - group_len)))
-        order = torch.tensor([i for group in groups for i in group], dtype=torch.int64)
-        return torch.cat(parts)[torch.argsort(order).to(X.device)]
+            group_lens = numpy.asarray([lens[i] for i in group])
+            width = int(group_lens.max())
+            valid = steps[None, :width] < group_lens[:, None]
+            index = numpy.where(valid, starts[group][:, None] + steps[None, :width], pad_row)
+            Y = self._run_reversed_group(
+                rows[torch.from_numpy(index).to(X.device)], torch.from_numpy(group_lens), width
+            )
+            outputs.append(Y.reshape(-1, self.n_out))
+            # Where each of this group's real rows lands in the concatenated outputs.
+            out_index[index[valid]] = offset + numpy.flatnonzero(valid)
+            offset += index.size
+        return torch.cat(outputs)[torch.from_numpy(out_index).to(X.device)]
 
     def _run_reversed_group(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
         """Each direction as its own one-directional pass over the padded batch.
@@ -162,13 +169,13 @@ class PackedBiLSTM(nn.Module):
         weights = {f"{kind}_l0": getattr(self.lstm, f"{kind}_l{layer}{suffix}") for kind in _WEIGHT_KINDS}
         return torch.func.functional_call(template, weights, (inputs, (h0, h0)))[0]
 
-    def _run_packed(self, X: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-        packed = pack_padded_sequence(
-            self.input_dropout(X), lengths, batch_first=True, enforce_sorted=False
-        )
-        Y, _ = self.lstm(packed)
-        Y, _ = pad_packed_sequence(Y, batch_first=True, total_length=max_len)
-        return self.output_dropout(Y)
+    def _run_packed(self, X: torch.Tensor, lens: List[int]) -> torch.Tensor:
+        """Packing: the LSTM steps over each sequence's own tokens only."""
+        nonempty = [n for n in lens if n > 0]
+        packed = pack_sequence(torch.split(self.input_dropout(X), nonempty), enforce_sorted=False)
+        Y, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True)
+        valid = torch.arange(Y.shape[1])[None, :] < torch.tensor(nonempty)[:, None]
+        return self.output_dropout(Y[valid.to(Y.device)])
 
 
 class AveragingPyTorchShim(PyTorchShim):
@@ -264,26 +271,24 @@ class AveragingPyTorchShim(PyTorchShim):
         return quantized
 
 
-def _unpad(padded: Any, lengths: List[int]) -> List[Any]:
-    return [padded[i, :n] for i, n in enumerate(lengths)]
-
-
 def _convert_inputs(
     model: Model, Xs: List[Floats2d], is_train: bool
 ) -> Tuple[ArgsKwargs, Callable[[ArgsKwargs], List[Floats2d]]]:
-    """Pad the per-doc arrays into one tensor (sharing memory, no copy) plus lengths."""
+    """The docs' rows as one (total, nI) tensor (a single doc's array is
+    shared, not copied), plus the lengths."""
     shim = cast(PyTorchShim, model.shims[0])
     lengths = [len(x) for x in Xs]
-    padded = pad(Xs, model.get_dim("nI"), xp=model.ops.xp)
-    Xt = xp2torch(padded, requires_grad=is_train, device=shim.device)
-    # pack_padded_sequence wants the lengths as a CPU int64 tensor, wherever the data is.
+    width = model.get_dim("nI")
+    rows = Xs[0] if len(Xs) == 1 else model.ops.xp.concatenate(Xs) if Xs else model.ops.alloc2f(0, width)
+    Xt = xp2torch(rows, requires_grad=is_train, device=shim.device)
+    # pack_sequence wants the lengths on the CPU, wherever the data is.
     lengths_t = torch.tensor(lengths, dtype=torch.int64)
 
     def convert_dX(d_inputs: ArgsKwargs) -> List[Floats2d]:
         dX = d_inputs.args[0]
         if dX is None:
-            return [model.ops.alloc2f(n, model.get_dim("nI")) for n in lengths]
-        return _unpad(torch2xp(dX, ops=model.ops), lengths)
+            return [model.ops.alloc2f(n, width) for n in lengths]
+        return model.ops.unflatten(torch2xp(dX, ops=model.ops), model.ops.asarray1i(lengths))
 
     return ArgsKwargs(args=(Xt, lengths_t), kwargs={}), convert_dX
 
@@ -291,13 +296,13 @@ def _convert_inputs(
 def _convert_outputs(
     model: Model, inputs_outputs: Tuple[List[Floats2d], torch.Tensor], is_train: bool
 ) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
-    """Split the padded output tensor back into one array per doc."""
+    """Split the output rows back into one array per doc (views, no copy)."""
     Xs, Yt = inputs_outputs
-    lengths = [len(x) for x in Xs]
-    Ys = _unpad(torch2xp(Yt, ops=model.ops), lengths)
+    lengths = model.ops.asarray1i([len(x) for x in Xs])
+    Ys = model.ops.unflatten(torch2xp(Yt, ops=model.ops), lengths)
 
     def convert_dY(dYs: List[Floats2d]) -> ArgsKwargs:
-        dY = pad(dYs, model.get_dim("nO"), xp=model.ops.xp)
+        dY = dYs[0] if len(dYs) == 1 else model.ops.xp.concatenate(dYs) if dYs else model.ops.alloc2f(0, model.get_dim("nO"))
         dYt = xp2torch(dY, device=Yt.device)
         return ArgsKwargs(args=(Yt,), kwargs={"grad_tensors": dYt})
 
