@@ -250,6 +250,31 @@ def test_unreachable_gold_is_skipped_not_exploding():
     assert numpy.abs(d_scores[0]).sum() == 0
 
 
+def test_crf_loss_reads_fully_known_gold_off_its_path():
+    """Fast path: a doc with one gold tag per token gets its clamped log_z,
+    marginals and pair counts from the path itself; they must equal the
+    clamped forward-backward's, in a batch that also holds partly annotated,
+    unreachable and empty docs."""
+    lattice, trans, _ = setup()
+    ix = lattice.index
+    rng = numpy.random.default_rng(4)
+    tags = [["U-A"], ["B-A", "I-A", "L-A", "O", "U-B"], ["O"] * 30 + ["B-B", "L-B"], ["O", "L-A"], []]
+    scores = [rng.normal(0, 2, (len(t), lattice.n_tags)) for t in tags]
+    masks = [lattice.tag_mask(t) for t in tags]
+    partial = lattice.tag_mask(["B-A", None, "L-A", "O"])  # one token without gold
+    scores.append(rng.normal(0, 2, (4, lattice.n_tags)))
+    masks.append(partial)
+    loss, d_scores, d_trans = lattice.crf_loss(scores, masks, trans)
+    keep = [0, 1, 2, 5]  # "O L-A" cannot be reached; the empty doc adds nothing
+    clamped = lattice.forward_backward([scores[i] for i in keep], trans, [masks[i] for i in keep])
+    free = lattice.forward_backward([scores[i] for i in keep], trans)
+    assert loss == pytest.approx(float((free.log_z - clamped.log_z).sum()), rel=1e-9)
+    for j, i in enumerate(keep):
+        numpy.testing.assert_allclose(d_scores[i], free.marginals[j] - clamped.marginals[j], atol=1e-6)
+    assert not d_scores[3].any() and d_scores[4].shape == (0, lattice.n_tags)
+    numpy.testing.assert_allclose(d_trans, free.pair_counts - clamped.pair_counts, atol=1e-6)
+
+
 @pytest.mark.parametrize("spread", [4, 40])
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 20, 64, 300])
 def test_single_doc_recursions_match_the_batched_ones(n, spread):
