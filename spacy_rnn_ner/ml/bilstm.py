@@ -274,12 +274,17 @@ class AveragingPyTorchShim(PyTorchShim):
 def _convert_inputs(
     model: Model, Xs: List[Floats2d], is_train: bool
 ) -> Tuple[ArgsKwargs, Callable[[ArgsKwargs], List[Floats2d]]]:
-    """The docs' rows as one (total, nI) tensor (a single doc's array is
-    shared, not copied), plus the lengths."""
+    """The docs' rows as one (total, nI) tensor, plus the lengths.
+
+    The rows are always copied into one new array, even for a single doc:
+    handing torch a view of the caller's array made one sentence's
+    confidences differ in the last digits from run to run (an annotate
+    resume test caught it), and the copy is a small share of the LSTM's time.
+    """
     shim = cast(PyTorchShim, model.shims[0])
     lengths = [len(x) for x in Xs]
     width = model.get_dim("nI")
-    rows = Xs[0] if len(Xs) == 1 else model.ops.xp.concatenate(Xs) if Xs else model.ops.alloc2f(0, width)
+    rows = model.ops.xp.concatenate(Xs) if Xs else model.ops.alloc2f(0, width)
     Xt = xp2torch(rows, requires_grad=is_train, device=shim.device)
     # pack_sequence wants the lengths on the CPU, wherever the data is.
     lengths_t = torch.tensor(lengths, dtype=torch.int64)

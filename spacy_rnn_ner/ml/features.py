@@ -13,12 +13,12 @@ from spacy.strings import get_string_id
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy.attrs import intify_attr
-from thinc.api import HashEmbed, Model, chain, concatenate, list2ragged, ragged2list, with_array
+from thinc.api import Model, chain, concatenate, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d, Ints2d
 
 from .char_cnn import CharCNN
 from .fused_embed import FeatureEmbedLayer, Layout
-from .layers import CharacterEmbed, NormalizedMaxout
+from .layers import CharacterEmbed, HashEmbed, NormalizedMaxout
 
 CLUSTER_TABLE = "lexeme_cluster"
 
