@@ -219,3 +219,33 @@ def test_pipe_in_parts_of_a_few_words_equals_one_forward_pass(trained_nlp, monke
     assert any(ents for ents, _ in whole)
     for (_, a), (_, b) in zip(parts, whole):
         numpy.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_gold_tags_of_identical_tokens_equal_spacys_alignment():
+    """Fast path: where the predicted doc has the reference's tokens, the
+    gold tags are read off the reference's arrays; they must equal spaCy's
+    Example.get_aligned_ner, with multi-token, single-token and adjacent
+    entities, whitespace tokens, tokens marked outside and tokens without
+    annotation."""
+    from spacy.tokens import Span
+
+    from spacy_rnn_ner.pipeline.rnn_tagger import _same_tokens_ner
+
+    nlp = spacy.blank("en")
+    words = ["Ann", "Lee", "met", "Bo", " ", "in", "New", "York", "City", "Oslo", "today", "."]
+    spaces = [True, True, True, False, False, True, True, True, False, True, False, False]
+    reference = Doc(nlp.vocab, words=words, spaces=spaces)
+    reference.set_ents(
+        [Span(reference, 0, 2, "PER"), Span(reference, 3, 4, "PER"), Span(reference, 6, 9, "LOC"), Span(reference, 9, 10, "LOC")],
+        outside=[reference[i : i + 1] for i in (2, 5)],
+        default="missing",
+    )
+    fast = _same_tokens_ner(Doc(nlp.vocab, words=words, spaces=spaces), reference)
+    expected = Example(Doc(nlp.vocab, words=words, spaces=spaces), reference).get_aligned_ner()
+    assert fast == expected
+    assert fast[:4] == ["B-PER", "L-PER", "O", "U-PER"] and fast[4] == "O" and fast[10] is None
+    assert fast[6:10] == ["B-LOC", "I-LOC", "L-LOC", "U-LOC"]
+    # Other tokens, or no annotation at all: spaCy's alignment decides (None), or nothing is known.
+    assert _same_tokens_ner(nlp("Ann Lee met Bo in New York City Oslo today."), reference) is None
+    unannotated = Doc(nlp.vocab, words=words, spaces=spaces)
+    assert _same_tokens_ner(Doc(nlp.vocab, words=words, spaces=spaces), unannotated) == [None] * len(words)
