@@ -249,3 +249,28 @@ def test_gold_tags_of_identical_tokens_equal_spacys_alignment():
     assert _same_tokens_ner(nlp("Ann Lee met Bo in New York City Oslo today."), reference) is None
     unannotated = Doc(nlp.vocab, words=words, spaces=spaces)
     assert _same_tokens_ner(Doc(nlp.vocab, words=words, spaces=spaces), unannotated) == [None] * len(words)
+
+
+def test_aligned_gold_cache_follows_tokens_and_annotation():
+    """The cache of spaCy's alignment (docs whose tokens differ) gives what
+    get_aligned_ner gives, and a change of the predicted tokens or of the
+    reference's entities is a different entry, never a stale one."""
+    from spacy.tokens import Span
+
+    from spacy_rnn_ner.pipeline.rnn_tagger import _AlignedNERCache
+
+    nlp = spacy.blank("en")
+    cache = _AlignedNERCache(size=2)
+    reference = Doc(nlp.vocab, words=["Ann", "Lee", "lives", "in", "St.", "Louis", "."])
+    reference.ents = [Span(reference, 0, 2, "PER"), Span(reference, 4, 6, "LOC")]
+    relabelled = reference.copy()
+    relabelled.ents = [Span(relabelled, 0, 2, "ORG")]
+    split = Doc(nlp.vocab, words=["Ann", "Lee", "lives", "in", "St", ".", "Louis", "."])
+    for predicted, gold in [(split, reference), (nlp(reference.text), reference), (split, relabelled), (split, reference)]:
+        example = Example(predicted, gold)
+        expected = Example(predicted, gold).get_aligned_ner()
+        tags = cache.get(example)
+        assert tags == expected
+        tags[0] = "changed"  # the caller's copy, not the entry
+        assert cache.get(example) == expected
+    assert len(cache.entries) == 2  # the oldest of three entries was dropped
