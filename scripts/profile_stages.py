@@ -37,6 +37,7 @@ STAGES = [
     "CRF forward-backward (confidences, and the loss in training)",
     "Viterbi",
     "set_annotations",
+    "gold tags (alignment with the reference)",
     "optimizer",
     "compiled: gather_add (hashed-table rows)",
     "compiled: scatter_add (document memory's sums; in training also table gradients)",
@@ -57,6 +58,7 @@ STRONG: List[Tuple[str, Optional[str], str]] = [
     ("spacy_rnn_ner/ml/fused_embed.py", None, "feature extraction and hashed tables (fused embedding)"),
     ("spacy/ml/featureextractor.py", None, "feature extraction and hashed tables (fused embedding)"),
     ("thinc/layers/hashembed.py", None, "feature extraction and hashed tables (fused embedding)"),
+    ("spacy_rnn_ner/ml/layers.py", "_hash_embed_forward", "feature extraction and hashed tables (fused embedding)"),
     ("spacy_rnn_ner/ml/bilstm.py", None, "LSTM"),
     ("spacy_rnn_ner/ml/memory.py", None, "document memory and window"),
     ("spacy_rnn_ner/pipeline/lattice.py", "viterbi", "Viterbi"),
@@ -64,6 +66,7 @@ STRONG: List[Tuple[str, Optional[str], str]] = [
     ("spacy_rnn_ner/pipeline/lattice.py", "_viterbi_group", "Viterbi"),
     ("spacy_rnn_ner/pipeline/lattice.py", None, "CRF forward-backward (confidences, and the loss in training)"),
     ("spacy_rnn_ner/pipeline/rnn_tagger.py", "set_annotations", "set_annotations"),
+    ("spacy_rnn_ner/pipeline/rnn_tagger.py", "gold_tags", "gold tags (alignment with the reference)"),
     ("thinc/optimizers.py", None, "optimizer"),
     ("spacy_rnn_ner/ml/optimizer.py", None, "optimizer"),
     # The kernels our models call through TorchCPUOps (torch's, not thinc's).
@@ -78,12 +81,12 @@ WEAK: List[Tuple[str, Optional[str], str]] = [
 ]
 # pyinstrument records calls into compiled (Cython) code without the Python
 # frames that made them, so those leaves are named by what they are.
-COMPILED: List[Tuple[str, str, str]] = [
-    ("numpy_ops.pyx", "gather_add", STAGES[12]),
-    ("numpy_ops.pyx", "scatter_add", STAGES[13]),
-    ("numpy_ops.pyx", "gemm", STAGES[14]),
-    ("numpy_ops.pyx", "maxout", STAGES[14]),
-    ("spacy/", "", STAGES[15]),
+COMPILED: List[Tuple[str, str, str]] = [  # stage names as in STAGES
+    ("numpy_ops.pyx", "gather_add", "compiled: gather_add (hashed-table rows)"),
+    ("numpy_ops.pyx", "scatter_add", "compiled: scatter_add (document memory's sums; in training also table gradients)"),
+    ("numpy_ops.pyx", "gemm", "compiled: gemm and maxout (feature mixing, window, output layer)"),
+    ("numpy_ops.pyx", "maxout", "compiled: gemm and maxout (feature mixing, window, output layer)"),
+    ("spacy/", "", "compiled: spaCy tokenizer, Doc.to_array and token access"),
 ]
 
 
