@@ -307,7 +307,10 @@ def _convert_outputs(
     Ys = model.ops.unflatten(torch2xp(Yt, ops=model.ops), lengths)
 
     def convert_dY(dYs: List[Floats2d]) -> ArgsKwargs:
-        dY = dYs[0] if len(dYs) == 1 else model.ops.xp.concatenate(dYs) if dYs else model.ops.alloc2f(0, model.get_dim("nO"))
+        if len(dYs) == 1:
+            dY = dYs[0]
+        else:
+            dY = model.ops.xp.concatenate(dYs) if dYs else model.ops.alloc2f(0, model.get_dim("nO"))
         dYt = xp2torch(dY, device=Yt.device)
         return ArgsKwargs(args=(Yt,), kwargs={"grad_tensors": dYt})
 

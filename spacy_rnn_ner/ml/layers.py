@@ -32,9 +32,6 @@ def CharacterEmbed(nM: int, nC: int) -> Model[List[Doc], List[Floats2d]]:
     return SpacyCharacterEmbed(nM=nM, nC=nC)
 
 
-
-
-
 def HashEmbed(nO: int, nV: int, *, seed: int, column: int, dropout: float) -> Model[Ints1d, Floats2d]:
     """thinc's HashEmbed(nO, nV, seed=, column=, dropout=), with the same nodes,
     names, initializer and outputs (so saved weights load), whose backward

@@ -199,7 +199,8 @@ class TagLattice:
         d_scores = [numpy.zeros_like(s, dtype="f") for s in scores]
         if not keep:
             return 0.0, d_scores, numpy.zeros_like(trans, dtype="f")
-        kept_others = [i for i in others if i in set(keep)]
+        kept = set(keep)
+        kept_others = [i for i in others if i in kept]
         clamped_pairs = numpy.zeros_like(trans64)
         clamped_marginals: Dict[int, numpy.ndarray] = {}
         if kept_others:

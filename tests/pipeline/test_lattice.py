@@ -256,7 +256,6 @@ def test_crf_loss_reads_fully_known_gold_off_its_path():
     clamped forward-backward's, in a batch that also holds partly annotated,
     unreachable and empty docs."""
     lattice, trans, _ = setup()
-    ix = lattice.index
     rng = numpy.random.default_rng(4)
     tags = [["U-A"], ["B-A", "I-A", "L-A", "O", "U-B"], ["O"] * 30 + ["B-B", "L-B"], ["O", "L-A"], []]
     scores = [rng.normal(0, 2, (len(t), lattice.n_tags)) for t in tags]
