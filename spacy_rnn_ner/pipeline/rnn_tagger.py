@@ -369,11 +369,13 @@ class _AlignedNERCache:
     by our tokenizer) was computed again on every epoch: about 5% of a
     training step. The tags depend only on both docs' token strings and
     whitespace and the reference's entity annotation, which the key hashes.
-    The most recent `size` pairs are kept (a few MB).
+    The most recent pairs are kept, up to `max_tokens` tags in all (about
+    8 bytes each), so long documents cannot make it grow without bound.
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
+    def __init__(self, max_tokens: int = 1_000_000) -> None:
+        self.max_tokens = max_tokens
+        self.n_tokens = 0
         self.entries: "OrderedDict[bytes, List[Optional[str]]]" = OrderedDict()
 
     def get(self, example: Example) -> List[Optional[str]]:
@@ -386,9 +388,11 @@ class _AlignedNERCache:
         tags = self.entries.get(digest)
         if tags is None:
             tags = example.get_aligned_ner()
-            self.entries[digest] = tags
-            if len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            if len(tags) <= self.max_tokens:
+                self.entries[digest] = tags
+                self.n_tokens += len(tags)
+                while self.n_tokens > self.max_tokens:
+                    self.n_tokens -= len(self.entries.popitem(last=False)[1])
         else:
             self.entries.move_to_end(digest)
         return list(tags)
