@@ -50,6 +50,8 @@ def main() -> None:
     tagger = nlp.get_pipe("rnn_tagger")
     doc = nlp(SENTENCE)
     encoder = tagger.model.layers[0]  # the contextual encoder: embedding, LSTM, memory, window
+    if encoder.name != "contextual_encoder" or not encoder.has_ref("memory_encoder"):
+        sys.exit(f"{args.model}: the script times the default architecture (document memory and window).")
     embed, bilstm = encoder.layers[:2]
     window = encoder.get_ref("memory_encoder")
     inside: Dict[str, List[float]] = defaultdict(list)
