@@ -13,15 +13,14 @@ on the machine: a second busy process halves torch's speed.
 """
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from worktrees import run_python, short_rev, worktree  # noqa: E402
 
 WORKER = """
 import json, sys
@@ -38,23 +37,8 @@ print("RESULT " + json.dumps(rates), flush=True)
 """
 
 
-def run_window(tree: Path, train: Path, warmup: float, windows: int, seconds: float) -> List[float]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run(
-        [sys.executable, "-c", WORKER, str(train), str(warmup), str(windows), str(seconds)],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
-def _short(rev: str) -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
+def run_windows(tree: Path, train: Path, warmup: float, windows: int, seconds: float) -> List[float]:
+    return json.loads(run_python(tree, WORKER, str(train), str(warmup), str(windows), str(seconds)))
 
 
 def main() -> None:
@@ -70,24 +54,16 @@ def main() -> None:
     train = args.train.resolve()
     if not train.exists():
         sys.exit(f"No training corpus at {train}: convert CoNLL-2003 first (scripts/convert.py) or pass --train.")
-    revs = {name: _short(rev) for name, rev in (("base", args.base), ("head", args.head))}
+    revs = {"base": short_rev(args.base), "head": short_rev(args.head)}
     rates: Dict[str, List[float]] = {"base": [], "head": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = {}
-        for name, rev in revs.items():
-            trees[name] = Path(tmp) / name
-            command = ["git", "worktree", "add", "--detach", str(trees[name]), rev]
-            subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
-        try:
-            for round_ in range(args.rounds):
-                for name in ("base", "head"):
-                    got = run_window(trees[name], train, args.warmup, args.windows, args.seconds)
-                    rates[name].extend(got)
-                    shown = ", ".join(f"{rate:,.0f}" for rate in got)
-                    print(f"round {round_ + 1}, {name} ({revs[name]}): {shown}", flush=True)
-        finally:
-            for tree in trees.values():
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+    with worktree(revs["base"]) as base_tree, worktree(revs["head"]) as head_tree:
+        trees = {"base": base_tree, "head": head_tree}
+        for round_ in range(args.rounds):
+            for name in ("base", "head"):
+                got = run_windows(trees[name], train, args.warmup, args.windows, args.seconds)
+                rates[name].extend(got)
+                shown = ", ".join(f"{rate:,.0f}" for rate in got)
+                print(f"round {round_ + 1}, {name} ({revs[name]}): {shown}", flush=True)
     base, head = statistics.median(rates["base"]), statistics.median(rates["head"])
     print(
         f"training words/s, median of {len(rates['base'])} windows: {revs['base']} {base:,.0f}, "

@@ -11,13 +11,12 @@ change kept the arithmetic exactly, so accuracy figures measured before it
 still hold.
 """
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from worktrees import run_python, worktree  # noqa: E402
 
 WORKER = """
 import hashlib, sys
@@ -45,18 +44,6 @@ print("RESULT", digest.hexdigest(), " ".join(f"{loss:.6f}" for loss in losses[-3
 """
 
 
-def train_hash(tree: Path, train: Path, updates: int) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", WORKER, str(train), str(updates)],
-        cwd=tree,
-        env=dict(os.environ, PYTHONPATH=str(tree)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True)
@@ -68,15 +55,10 @@ def main() -> None:
     if not train.exists():
         sys.exit(f"No training corpus at {train}: convert CoNLL-2003 first (scripts/convert.py) or pass --train.")
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for rev in (args.base, args.head):
-            tree = Path(tmp) / rev.replace("/", "_")
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, capture_output=True, check=True)
-            try:
-                results[rev] = train_hash(tree, train, args.updates)
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
-            print(f"{rev}: sha1 and last three losses after {args.updates} updates: {results[rev]}", flush=True)
+    for rev in (args.base, args.head):
+        with worktree(rev) as tree:
+            results[rev] = run_python(tree, WORKER, str(train), str(args.updates))
+        print(f"{rev}: sha1 and last three losses after {args.updates} updates: {results[rev]}", flush=True)
     same = results[args.base].split()[0] == results[args.head].split()[0]
     print("same weights, bit for bit" if same else "the weights differ")
     sys.exit(0 if same else 1)

@@ -186,7 +186,7 @@ class TagLattice:
         # path's score, its marginals are the path and its pair counts are the
         # path's transitions. Reading those off the path costs a few array
         # operations instead of a second forward-backward over the batch.
-        paths = self._valid_gold_paths(scores, gold_allowed, trans64)
+        paths = self._valid_gold_paths(gold_allowed, trans64)
         for i, path in paths.items():
             clamped_z[i] = _path_score(scores[i], path, trans64, self.start, self.end)
         others = [i for i in range(n_docs) if i not in paths]
@@ -210,10 +210,11 @@ class TagLattice:
                 )
             clamped_pairs += partial.pair_counts
             clamped_marginals.update(zip(kept_others, partial.marginals))
+        one_hot = numpy.eye(self.n_tags, dtype="f")
         for i in keep:
             path = paths.get(i)
             if path is not None:
-                clamped_marginals[i] = numpy.eye(self.n_tags, dtype="f")[path]
+                clamped_marginals[i] = one_hot[path]
                 numpy.add.at(clamped_pairs, (path[:-1], path[1:]), 1.0)
         free = self.forward_backward([scores[i] for i in keep], trans)
         loss = float(free.log_z.sum() - clamped_z[keep].sum())
@@ -222,17 +223,18 @@ class TagLattice:
         return loss, d_scores, (free.pair_counts - clamped_pairs).astype("f")
 
     def _valid_gold_paths(
-        self, scores: Sequence[numpy.ndarray], gold_allowed: Sequence[numpy.ndarray], trans: numpy.ndarray
+        self, gold_allowed: Sequence[numpy.ndarray], trans: numpy.ndarray
     ) -> Dict[int, numpy.ndarray]:
         """Per doc index, the gold tag path of the non-empty docs whose mask
         allows exactly one tag per token along a path the constraints allow."""
         paths = {}
         limit = IMPOSSIBLE / 2
         for i, mask in enumerate(gold_allowed):
-            if not len(mask) or not len(scores[i]) or not (mask.sum(axis=1) == 1).all():
+            if not len(mask) or not (mask.sum(axis=1) == 1).all():
                 continue
             path = mask.argmax(axis=1)
-            if self.start[path[0]] > limit and self.end[path[-1]] > limit and (trans[path[:-1], path[1:]] > limit).all():
+            ends_allowed = self.start[path[0]] > limit and self.end[path[-1]] > limit
+            if ends_allowed and (trans[path[:-1], path[1:]] > limit).all():
                 paths[i] = path
         return paths
 

@@ -57,8 +57,8 @@ char_cnn_width = 25
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # Log-probabilities are taken of softmax outputs; this floor keeps log(0) finite.
 PROB_FLOOR = 1e-12
-# Values of Token.ent_iob: 1 inside an entity, 3 at its start.
-_IOB_INSIDE, _IOB_BEGIN = 1, 3
+# Values of Token.ent_iob: 1 inside an entity, 2 outside, 3 at its start.
+_IOB_INSIDE, _IOB_OUTSIDE, _IOB_BEGIN = 1, 2, 3
 
 
 @Language.factory(
@@ -325,9 +325,6 @@ def save_with_settings(model: Union[str, Path], output: Union[str, Path], name: 
     nlp = spacy.load(model, config={"components": {name: dict(settings)}})
     nlp.to_disk(output)
     return nlp
-
-
-_IOB_OUTSIDE = 2
 
 
 def _same_tokens_ner(predicted: Doc, reference: Doc) -> Optional[List[Optional[str]]]:
