@@ -4,6 +4,7 @@ in input order, with resume after a crash and optional Dask workers.
 The command line is in `spacy_rnn_ner.cli`; this module is the engine, usable
 from Python as `annotate(model, input_path, output_path, ...)`.
 """
+import itertools
 import math
 import os
 import re
@@ -399,12 +400,15 @@ def _run(
 ) -> AnnotateStats:
     """Read, annotate and write; everything annotated before a stop (--strict, Ctrl-C, a full disk
     after it is freed) is written whole, so that --resume goes on from there."""
-    stats = AnnotateStats(skipped=writer.n_done)
+    done = writer.n_done
+    stats = AnnotateStats(skipped=done)
     bar = _progress_bar(progress)
     buffer: List[Output] = []
     want_docs = out_fmt == "spacy"
     vocab = nlp.vocab if nlp is not None else Vocab()
-    reader = _Reader(read_records(input_path, in_fmt, text_key, vocab, skip=writer.n_done), strict)
+    max_length = nlp.max_length if nlp is not None else None
+    start = replay_start(read_records(input_path, in_fmt, text_key, vocab), done, batch_size, max_length)
+    reader = _Reader(read_records(input_path, in_fmt, text_key, vocab, skip=start), strict, done)
     start = time.perf_counter()
 
     def flush() -> None:
@@ -434,6 +438,8 @@ def _run(
     failed: Optional[str] = None
     try:
         for out in outputs:
+            if out.record["index"] < done:  # replayed only to fill its batch as the first run did
+                continue
             if strict and out.error is not None:  # an error found after reading (too long, pipeline failure)
                 failed = out.error
                 break
@@ -470,9 +476,10 @@ class _Reader:
     (so that everything before is still annotated and written) at the first bad record under
     --strict, or when reading fails, and remembers why."""
 
-    def __init__(self, records: Iterable[Record], strict: bool) -> None:
+    def __init__(self, records: Iterable[Record], strict: bool, done: int = 0) -> None:
         self.records = records
         self.strict = strict
+        self.done = done  # records before this index are already written (replayed, never written again)
         self.digests: Deque[bytes] = deque()
         self.bad: Optional[Record] = None
         self.error: Optional[Exception] = None
@@ -487,11 +494,37 @@ class _Reader:
             except Exception as err:  # raised once the records before it are written
                 self.error = err
                 return
+            if record.index < self.done:
+                yield record
+                continue
             if self.strict and record.error is not None:
                 self.bad = record
                 return
             self.digests.append(record.digest)
             yield record
+
+
+def replay_start(records: Iterable[Record], done: int, batch_size: int, max_length: Optional[int]) -> int:
+    """Where a run resumed after `done` documents starts reading: the first document of the
+    batch that the resume point falls in, so that every batch holds the same documents as in
+    an uninterrupted run.
+
+    A document's confidences depend in their last digits on which documents share its batch
+    (the matrix products' rounding varies with their shapes), so a resume that started its
+    batches at `done` would write records that differ from the uninterrupted run's. The
+    documents before `done` are annotated again and dropped. Batches count the documents
+    that reach the pipeline: error records do not.
+    """
+    if done == 0:
+        return 0
+    start, n_fed = done, 0
+    for record in itertools.islice(records, done):
+        if record.error is not None or (max_length is not None and len(record.text or "") > max_length):
+            continue
+        if n_fed % batch_size == 0:
+            start = record.index
+        n_fed += 1
+    return done if n_fed % batch_size == 0 else start
 
 
 # --- Worker processes (Dask, or forked for n_process) ---------------------------

@@ -3,6 +3,8 @@ import json
 
 import pytest
 import spacy
+from spacy.language import Language
+from spacy.util import minibatch
 from spacy.tokens import DocBin
 
 from spacy_rnn_ner.annotate import annotate
@@ -102,6 +104,53 @@ def test_resume_drops_records_written_after_the_resume_file_was_saved(trained_nl
     partial = crash_state(full, src, tmp_path / "partial.jsonl", 10, extra_records=5)
     stats = annotate(trained_nlp, src, partial, resume=True, batch_size=8, progress=False)
     assert stats.skipped == 10 and stats.docs == 30
+    assert partial.read_bytes() == full.read_bytes()
+
+
+class _BatchRecorder:
+    """A pipeline component that writes down the texts of every batch nlp.pipe gives it."""
+
+    def __init__(self) -> None:
+        self.batches: list = []
+
+    def __call__(self, doc):
+        self.batches.append([doc.text])
+        return doc
+
+    def pipe(self, docs, batch_size=128):
+        for batch in minibatch(docs, size=batch_size):
+            self.batches.append([doc.text for doc in batch])
+            yield from batch
+
+
+@Language.factory("test_annotate_batch_recorder")
+def _make_batch_recorder(nlp, name):
+    return _BatchRecorder()
+
+
+# Documents 3, 10 and 17 never reach the pipeline, so its batches of 4 start at documents
+# 0, 5, 9, 14, 19, 23 and 27: a run resumed after `n_done` documents starts reading at `first`.
+@pytest.mark.parametrize("n_done,first", [(1, 0), (9, 9), (12, 9), (14, 14), (21, 19)])
+def test_resume_gives_the_pipeline_the_batches_of_an_uninterrupted_run(tmp_path, n_done, first):
+    # Confidences depend in their last digits on which documents share a batch, so a resumed
+    # run must cut the same batches. Error records (bad JSON, too long) never reach the pipeline.
+    lines = [json.dumps({"text": f"Document number {i} ."}) for i in range(30)]
+    lines[3] = "{not json"
+    lines[10] = json.dumps({"text": "A text longer than this pipeline's max_length allows it to be ."})
+    lines[17] = json.dumps({"no_text": 1})
+    src = write_lines(tmp_path / "in.jsonl", lines)
+    nlp = spacy.blank("en")
+    nlp.max_length = 40
+    recorder = nlp.add_pipe("test_annotate_batch_recorder")
+    full = annotate_to(nlp, src, tmp_path / "full.jsonl", batch_size=4)
+    uninterrupted = list(recorder.batches)
+    assert len(uninterrupted) == 7 and all(len(b) == 4 for b in uninterrupted[:-1])
+    partial = crash_state(full, src, tmp_path / "partial.jsonl", n_done)
+    recorder.batches.clear()
+    stats = annotate(nlp, src, partial, resume=True, batch_size=4, progress=False)
+    assert stats.skipped == n_done and stats.docs == 30 - n_done
+    assert recorder.batches == uninterrupted[len(uninterrupted) - len(recorder.batches) :]
+    assert min(int(text.split()[2]) for text in recorder.batches[0]) == first
     assert partial.read_bytes() == full.read_bytes()
 
 
