@@ -1,6 +1,6 @@
 """Pipelines saved by the release before the restructure (tests/fixtures/legacy,
-made by tests/fixtures/make_legacy_pipelines.py) load and predict exactly
-what they predicted then."""
+made by tests/fixtures/make_legacy_pipelines.py) load and predict the
+entities they predicted then, with the same scores to float rounding."""
 import json
 
 import pytest
@@ -15,7 +15,15 @@ def test_legacy_pipeline_gives_identical_entities_and_scores(name):
     docs = [plain(nlp, doc) for doc in load_demo(nlp, "dev.iob")]
     expected = json.loads((HERE / f"{name}.expected.json").read_text())
     assert sum(len(doc["ents"]) for doc in expected) > 50
-    assert outputs(nlp, docs) == expected
+    got = outputs(nlp, docs)
+    # Entities exactly; scores to float32 rounding, whose last bits depend on which matrix
+    # kernels the CPU runs (the fixtures' scores were written on an Intel CPU, and an AMD
+    # one differs in the seventh digit).
+    assert [{k: v for k, v in doc.items() if k != "scores"} for doc in got] == [
+        {k: v for k, v in doc.items() if k != "scores"} for doc in expected
+    ]
+    for doc_got, doc_expected in zip(got, expected):
+        assert doc_got["scores"] == pytest.approx(doc_expected["scores"], abs=1e-5)
 
 
 def test_legacy_pipeline_saved_again_keeps_its_outputs(tmp_path):
