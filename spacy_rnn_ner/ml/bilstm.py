@@ -276,10 +276,12 @@ def _convert_inputs(
 ) -> Tuple[ArgsKwargs, Callable[[ArgsKwargs], List[Floats2d]]]:
     """The docs' rows as one (total, nI) tensor, plus the lengths.
 
-    The rows are always copied into one new array, even for a single doc:
-    handing torch a view of the caller's array made one sentence's
-    confidences differ in the last digits from run to run (an annotate
-    resume test caught it), and the copy is a small share of the LSTM's time.
+    The rows are always copied into one new array, even for a single doc.
+    With a view of the caller's array instead, an annotate resume test failed
+    1 run in 10 on a last digit of a confidence; that test's resumed run also
+    cut its batches differently from the full run (annotate no longer does),
+    so the view may not have been the cause, but the copy is a small share of
+    the LSTM's time and was kept.
     """
     shim = cast(PyTorchShim, model.shims[0])
     lengths = [len(x) for x in Xs]
