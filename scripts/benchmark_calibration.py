@@ -46,6 +46,63 @@ def seen_or_not(nlp, examples, train_entities) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def entity_confidences(nlp, examples, temperatures, train_entities):
+    """Per predicted entity: its confidence at each temperature, whether it is
+    exactly a gold entity, and whether its text was an entity in the training
+    data. The model runs once; each temperature only re-scores the lattice."""
+    import numpy
+
+    tagger = nlp.get_pipe("rnn_tagger")
+    docs = [eg.predicted.copy() for eg in examples]
+    for name, proc in nlp.pipeline:
+        if name == "rnn_tagger":
+            break
+        docs = list(proc.pipe(docs))
+    scores = tagger.model.predict(docs)
+    saved = tagger.cfg["temperature"]
+    by_t, correct, seen = {}, [], []
+    try:
+        for t in temperatures:
+            tagger.cfg["temperature"] = float(t)
+            ps = []
+            for doc, eg, pred in zip(docs, examples, tagger.decode_docs(docs, scores)):
+                if t == temperatures[0]:
+                    gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
+                for (start, end, label), p in zip(pred.spans, pred.scores):
+                    ps.append(p)
+                    if t == temperatures[0]:
+                        span = doc[start:end]
+                        correct.append((span.start_char, span.end_char, label) in gold)
+                        seen.append(span.text in train_entities)
+            by_t[t] = numpy.asarray(ps, dtype="f8")
+    finally:
+        tagger.cfg["temperature"] = saved
+    return by_t, numpy.asarray(correct, dtype=bool), numpy.asarray(seen, dtype=bool)
+
+
+def log_loss(p, ok) -> float:
+    import numpy
+
+    p = numpy.clip(p, 1e-6, 1 - 1e-6)
+    return float(-(ok * numpy.log(p) + (~ok) * numpy.log(1 - p)).mean()) if len(ok) else 0.0
+
+
+def group_temperatures(dev, test) -> Dict:
+    """A temperature for the entities whose text was seen in training and one
+    for the others, each with the lowest log loss on its dev entities; the
+    test ECE when each test entity is scored at its group's temperature."""
+    import numpy
+
+    from spacy_rnn_ner.scoring import calibration
+
+    (dev_p, dev_ok, dev_seen), (test_p, test_ok, test_seen) = dev, test
+    fitted = {}
+    for name, mask in (("seen", dev_seen), ("unseen", ~dev_seen)):
+        fitted[name] = min(GROUP_GRID, key=lambda t: log_loss(dev_p[t][mask], dev_ok[mask]))
+    scored = numpy.where(test_seen, test_p[fitted["seen"]], test_p[fitted["unseen"]])
+    return {"seen_t": fitted["seen"], "unseen_t": fitted["unseen"], "test_ece": calibration(scored, test_ok)["ece"]}
+
+
 def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
     import spacy
     from spacy.tokens import DocBin
@@ -67,11 +124,15 @@ def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
         row[f"{split}_n"] = by_t[saved]["n"]
         row[f"{split}_best_t"] = best
         row[f"{split}_by_t"] = {t: r["ece"] for t, r in by_t.items()}
+        row[f"{split}_entities"] = entity_confidences(nlp, examples, GROUP_GRID, train_entities)
+    row["groups"] = group_temperatures(row.pop("dev_entities"), row.pop("test_entities"))
     return row
 
 
 # A finer grid, to see how far the temperature that fits dev best is from the one that fits test best.
 FINE_GRID = (1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1, 2.2, 2.4)
+# The grid of the per-group temperatures (a diagnosis: no setting of the component takes them).
+GROUP_GRID = tuple(round(1.0 + 0.1 * i, 1) for i in range(26))
 
 
 def main() -> None:
@@ -139,6 +200,27 @@ def main() -> None:
                 f"{nv['seen']['accuracy']:.3f} | {nv['seen']['confidence']:.3f} | "
                 f"{nv['unseen']['accuracy']:.3f} | {nv['unseen']['confidence']:.3f} |"
             )
+    lines += [
+        "",
+        "A temperature per novelty group, each the lowest log loss on that group's dev entities (grid 1 to 3.5 in "
+        "steps of 0.1), and the test ECE when every test entity gets its group's temperature: whether a calibrator "
+        "that knew which entities are new would transfer from dev to test. A diagnosis only: the component has one "
+        "temperature.",
+        "",
+        "| pipeline | seen: temperature | unseen: temperature | test ECE, one temperature | test ECE, per group |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        g = r["groups"]
+        lines.append(
+            f"| `{Path(r['model']).parent.name}/{Path(r['model']).name}` | {g['seen_t']:g} | {g['unseen_t']:g} | "
+            f"{r['test_ece']:.4f} | {g['test_ece']:.4f} |"
+        )
+    if len(rows) > 1:
+        lines.append(
+            f"| mean of {len(rows)} | | | {statistics.mean(r['test_ece'] for r in rows):.4f} | "
+            f"{statistics.mean(r['groups']['test_ece'] for r in rows):.4f} |"
+        )
     lines.append("")
     section = "\n".join(lines)
     replace_section(args.output, "calibration-default", section)
