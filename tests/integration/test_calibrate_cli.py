@@ -7,12 +7,11 @@ import spacy
 
 from spacy_rnn_ner.calibration import fit_temperature
 from spacy_rnn_ner.scoring import gold_token_examples
-from tests.test_calibration import dev_path  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
 
-def test_calibrate_saves_the_fitted_temperature(pipeline_dir, dev_path, tmp_path):  # noqa: F811
+def test_calibrate_saves_the_fitted_temperature(pipeline_dir, dev_path, tmp_path):
     out = tmp_path / "calibrated"
     result = subprocess.run(
         [sys.executable, "-m", "spacy_rnn_ner", "calibrate", str(pipeline_dir), str(dev_path), str(out)],
