@@ -1,8 +1,10 @@
 """Shared test helpers: a small hand-written NER training set, a small model
 config, training, and the brute-force lattice enumeration that the
 dynamic-program tests compare against."""
+import importlib.util
 import random
 import itertools
+import sys
 import json
 import re
 from pathlib import Path
@@ -204,3 +206,15 @@ def read_strict_jsonl(path: Path):
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """Import scripts/NAME.py as a module (the scripts folder is not a package; its
+    scripts import each other by name, so it goes on sys.path)."""
+    folder = str(REPO / "scripts")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,17 @@
 """scripts/benchmark_accuracy.py: each feature the config switches on gets one ablation row."""
 import pytest
-import importlib.util
 
 from thinc.api import Config
 
-from tests.helpers import REPO
+from tests.helpers import REPO, load_script
 
 pytestmark = pytest.mark.slow
 
 ROOT = REPO
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_accuracy", ROOT / "scripts" / "benchmark_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_default_config_ablations_name_real_settings():
-    script = load_script()
+    script = load_script("benchmark_accuracy")
     config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
     rows = script.ablations_for(config)
     assert rows, "the default config switches features on, so there must be ablations"
@@ -35,7 +27,7 @@ def test_default_config_ablations_name_real_settings():
 
 
 def test_memory_threshold_and_sentence_rows():
-    script = load_script()
+    script = load_script("benchmark_accuracy")
     config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
     model = config["components"]["rnn_tagger"]["model"]
     model["@architectures"] = "spacy_rnn_ner.BiLSTMCRFTagger.v2"
@@ -64,7 +56,7 @@ def memory_config(**settings):
 
 
 def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
-    script = load_script()
+    script = load_script("benchmark_accuracy")
     config, model = memory_config(memory_lstm_width=64, memory_conv_width=0)
     rows = script.ablations_for(config)
     prefix = "components.rnn_tagger.model."
@@ -77,7 +69,7 @@ def test_memory_lstm_gets_its_own_row_and_goes_with_the_memory():
 
 
 def test_memory_window_gets_its_own_row():
-    script = load_script()
+    script = load_script("benchmark_accuracy")
     config, _ = memory_config(memory_lstm_width=0, memory_conv_width=64)
     rows = script.ablations_for(config)
     prefix = "components.rnn_tagger.model."
@@ -86,7 +78,7 @@ def test_memory_window_gets_its_own_row():
 
 
 def test_raw_text_and_calibration_rows():
-    script = load_script()
+    script = load_script("benchmark_accuracy")
     config = Config().from_disk(ROOT / "configs" / "config.cfg", interpolate=False)
     rows = script.ablations_for(config)
     assert rows["gold tokens only (raw_text 0)"] == {"corpora.train.raw_text": 0.0}

@@ -1,5 +1,4 @@
 """scripts/benchmark_calibration.py: the per-group temperature diagnosis, and a run on a small pipeline."""
-import importlib.util
 import subprocess
 import sys
 
@@ -7,19 +6,11 @@ import numpy
 import pytest
 from spacy.tokens import DocBin
 
-from tests.helpers import REPO, blank_with_tagger, make_examples, train_tagger
-
-
-def load_script():
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location("benchmark_calibration", REPO / "scripts" / "benchmark_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import REPO, blank_with_tagger, load_script, make_examples, train_tagger
 
 
 def test_group_temperatures_fit_each_group_on_dev_and_score_test_with_it():
-    script = load_script()
+    script = load_script("benchmark_calibration")
     grid = script.GROUP_GRID
     rng = numpy.random.default_rng(0)
     # Seen entities are right 95% of the time, unseen ones 60%; at temperature t a group's
@@ -70,5 +61,5 @@ def test_script_writes_every_table_for_a_trained_pipeline(tmp_path):
     group_rows = [line for line in lines[at + 2 : at + 5] if line.startswith("| `")]
     assert len(group_rows) == 2 and lines[at + 4].startswith("| mean of 2 |")
     seen_t, unseen_t, one, per_group = (cell.strip() for cell in group_rows[0].split("|")[2:6])
-    assert float(seen_t) in load_script().GROUP_GRID
+    assert float(seen_t) in load_script("benchmark_calibration").GROUP_GRID
     assert 0.0 <= float(per_group) <= 1.0 and 0.0 <= float(one) <= 1.0
