@@ -407,8 +407,8 @@ def _run(
     want_docs = out_fmt == "spacy"
     vocab = nlp.vocab if nlp is not None else Vocab()
     max_length = nlp.max_length if nlp is not None else None
-    start = replay_start(read_records(input_path, in_fmt, text_key, vocab), done, batch_size, max_length)
-    reader = _Reader(read_records(input_path, in_fmt, text_key, vocab, skip=start), strict, done)
+    first = replay_start(read_records(input_path, in_fmt, text_key, vocab), done, batch_size, max_length)
+    reader = _Reader(read_records(input_path, in_fmt, text_key, vocab, skip=first), strict, done)
     start = time.perf_counter()
 
     def flush() -> None:
