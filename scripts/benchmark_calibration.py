@@ -13,78 +13,23 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_report import machine_description, replace_section  # noqa: E402
 
 
-def seen_or_not(nlp, examples, train_entities) -> Dict[str, Dict[str, float]]:
-    """Accuracy and mean confidence of the predicted entities (at the
-    pipeline's temperature) whose text was an entity in the training data,
-    and of the others: the split by novelty shows whether a split is harder
-    at the same confidence."""
-    import numpy
-
-    docs = [eg.predicted.copy() for eg in examples]
-    for _name, proc in nlp.pipeline:
-        docs = list(proc.pipe(docs))
-    key = nlp.get_pipe("rnn_tagger").cfg["spans_key"]
-    rows: Dict[str, List] = {"seen": [], "unseen": []}
-    for doc, eg in zip(docs, examples):
-        gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
-        group = doc.spans[key]
-        for span, p in zip(group, group.attrs["scores"]):
-            correct = (span.start_char, span.end_char, span.label_) in gold
-            rows["seen" if span.text in train_entities else "unseen"].append((float(p), correct))
+def novelty(by_t, correct, seen, temperature) -> Dict[str, Dict[str, float]]:
+    """Accuracy and mean confidence, at `temperature`, of the predicted entities
+    whose text was an entity in the training data, and of the others: the split
+    by novelty shows whether a split is harder at the same confidence."""
     out = {}
-    for name, pairs in rows.items():
-        arr = numpy.asarray(pairs, dtype="f8").reshape(-1, 2)
-        out[name] = {"n": len(pairs), "confidence": float(arr[:, 0].mean()) if len(pairs) else 0.0,
-                     "accuracy": float(arr[:, 1].mean()) if len(pairs) else 0.0}
+    for name, mask in (("seen", seen), ("unseen", ~seen)):
+        n = int(mask.sum())
+        out[name] = {"n": n, "confidence": float(by_t[temperature][mask].mean()) if n else 0.0,
+                     "accuracy": float(correct[mask].mean()) if n else 0.0}
     return out
-
-
-def entity_confidences(nlp, examples, temperatures, train_entities):
-    """Per predicted entity: its confidence at each temperature, whether it is
-    exactly a gold entity, and whether its text was an entity in the training
-    data. The model runs once; each temperature only re-scores the lattice."""
-    import numpy
-
-    tagger = nlp.get_pipe("rnn_tagger")
-    docs = [eg.predicted.copy() for eg in examples]
-    for name, proc in nlp.pipeline:
-        if name == "rnn_tagger":
-            break
-        docs = list(proc.pipe(docs))
-    scores = tagger.model.predict(docs)
-    saved = tagger.cfg["temperature"]
-    by_t, correct, seen = {}, [], []
-    try:
-        for t in temperatures:
-            tagger.cfg["temperature"] = float(t)
-            ps = []
-            for doc, eg, pred in zip(docs, examples, tagger.decode_docs(docs, scores)):
-                if t == temperatures[0]:
-                    gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
-                for (start, end, label), p in zip(pred.spans, pred.scores):
-                    ps.append(p)
-                    if t == temperatures[0]:
-                        span = doc[start:end]
-                        correct.append((span.start_char, span.end_char, label) in gold)
-                        seen.append(span.text in train_entities)
-            by_t[t] = numpy.asarray(ps, dtype="f8")
-    finally:
-        tagger.cfg["temperature"] = saved
-    return by_t, numpy.asarray(correct, dtype=bool), numpy.asarray(seen, dtype=bool)
-
-
-def log_loss(p, ok) -> float:
-    import numpy
-
-    p = numpy.clip(p, 1e-6, 1 - 1e-6)
-    return float(-(ok * numpy.log(p) + (~ok) * numpy.log(1 - p)).mean()) if len(ok) else 0.0
 
 
 def group_temperatures(dev, test) -> Dict:
@@ -93,6 +38,7 @@ def group_temperatures(dev, test) -> Dict:
     test ECE when each test entity is scored at its group's temperature."""
     import numpy
 
+    from spacy_rnn_ner.calibration import log_loss
     from spacy_rnn_ner.scoring import calibration
 
     (dev_p, dev_ok, dev_seen), (test_p, test_ok, test_seen) = dev, test
@@ -104,28 +50,33 @@ def group_temperatures(dev, test) -> Dict:
 
 
 def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
+    """One model run per split gives every table's numbers: the confidences at every
+    temperature of all grids, whether each entity is correct, and whether it is seen."""
+    import numpy
     import spacy
     from spacy.tokens import DocBin
 
-    from spacy_rnn_ner.calibration import fit_temperature
-    from spacy_rnn_ner.scoring import gold_token_examples
+    from spacy_rnn_ner.calibration import entity_confidences, log_loss
+    from spacy_rnn_ner.scoring import calibration, gold_token_examples
 
     nlp = spacy.load(model)
     saved = float(nlp.config["components"]["rnn_tagger"]["temperature"])
     row: Dict = {"model": str(model), "temperature": saved}
     train_entities = {e.text for doc in DocBin().from_disk(train).get_docs(nlp.vocab) for e in doc.ents}
+    fine = sorted({1.0, saved, *FINE_GRID})
+    entities = {}
     for split, path in (("dev", dev), ("test", test)):
         examples = gold_token_examples(nlp, path)
-        row[f"{split}_novelty"] = seen_or_not(nlp, examples, train_entities)
-        best, rows = fit_temperature(nlp, "rnn_tagger", examples, temperatures=sorted({1.0, saved, *FINE_GRID}))
-        by_t = {r["temperature"]: r for r in rows}
-        row[f"{split}_ece_1"] = by_t[1.0]["ece"]
-        row[f"{split}_ece"] = by_t[saved]["ece"]
-        row[f"{split}_n"] = by_t[saved]["n"]
-        row[f"{split}_best_t"] = best
-        row[f"{split}_by_t"] = {t: r["ece"] for t, r in by_t.items()}
-        row[f"{split}_entities"] = entity_confidences(nlp, examples, GROUP_GRID, train_entities)
-    row["groups"] = group_temperatures(row.pop("dev_entities"), row.pop("test_entities"))
+        by_t, ok, spans = entity_confidences(nlp, "rnn_tagger", examples, sorted({*fine, *GROUP_GRID}))
+        seen = numpy.asarray([span.text in train_entities for span in spans], dtype=bool)
+        row[f"{split}_novelty"] = novelty(by_t, ok, seen, saved)
+        row[f"{split}_ece_1"] = calibration(by_t[1.0], ok)["ece"]
+        row[f"{split}_ece"] = calibration(by_t[saved], ok)["ece"]
+        row[f"{split}_n"] = int(len(ok))
+        row[f"{split}_best_t"] = min(fine, key=lambda t: log_loss(by_t[t], ok))
+        row[f"{split}_by_t"] = {t: calibration(by_t[t], ok)["ece"] for t in fine}
+        entities[split] = (by_t, ok, seen)
+    row["groups"] = group_temperatures(entities["dev"], entities["test"])
     return row
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy
 from spacy.language import Language
+from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry
 
@@ -20,6 +21,52 @@ from .scoring import calibration, gold_token_examples
 TEMPERATURES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 # Confidences are clipped this far from 0 and 1 in the log loss.
 _EPS = 1e-6
+
+
+def entity_confidences(
+    nlp: Language, name: str, examples: Sequence[Example], temperatures: Sequence[float]
+) -> Tuple[Dict[float, numpy.ndarray], numpy.ndarray, List[Span]]:
+    """Per entity that component `name` predicts on `examples`: its confidence at
+    each temperature, whether its span and label are exactly a gold entity, and
+    the span itself.
+
+    The model runs once; each temperature only re-scores the lattice. The
+    component's own temperature is left as it was.
+    """
+    tagger = nlp.get_pipe(name)
+    docs = [eg.predicted.copy() for eg in examples]
+    for other, proc in nlp.pipeline:
+        if other == name:
+            break
+        docs = list(proc.pipe(docs))
+    scores = tagger.model.predict(docs)
+    spans: List[Span] = []
+    correct: List[bool] = []
+    by_t: Dict[float, numpy.ndarray] = {}
+    saved = tagger.cfg["temperature"]
+    try:
+        for temperature in temperatures:
+            tagger.cfg["temperature"] = float(temperature)
+            predictions = tagger.decode_docs(docs, scores)
+            if not by_t:  # the paths, so the spans, do not depend on the temperature
+                for doc, pred, eg in zip(docs, predictions, examples):
+                    gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
+                    for start, end, label in pred.spans:
+                        span = Span(doc, start, end, label=label)
+                        spans.append(span)
+                        correct.append((span.start_char, span.end_char, label) in gold)
+            by_t[float(temperature)] = numpy.asarray([p for pred in predictions for p in pred.scores], dtype="f8")
+    finally:
+        tagger.cfg["temperature"] = saved
+    return by_t, numpy.asarray(correct, dtype=bool), spans
+
+
+def log_loss(confidences: numpy.ndarray, correct: numpy.ndarray) -> float:
+    """Mean log loss of confidences against whether each entity is correct (clipped at _EPS)."""
+    if not len(correct):
+        return 0.0
+    conf = numpy.clip(confidences, _EPS, 1 - _EPS)
+    return float(-(correct * numpy.log(conf) + (~correct) * numpy.log(1 - conf)).mean())
 
 
 def fit_temperature(
@@ -32,31 +79,14 @@ def fit_temperature(
     The model runs once; each temperature only re-scores the lattice. The
     component's own temperature is left as it was.
     """
-    tagger = nlp.get_pipe(name)
-    docs = [eg.predicted.copy() for eg in examples]
-    for other, proc in nlp.pipeline:
-        if other == name:
-            break
-        docs = list(proc.pipe(docs))
-    gold = [{(e.start_char, e.end_char, e.label_) for e in eg.reference.ents} for eg in examples]
-    scores = tagger.model.predict(docs)
-    saved = tagger.cfg["temperature"]
+    by_t, ok, _ = entity_confidences(nlp, name, examples, temperatures)
     rows: List[Dict] = []
-    try:
-        for temperature in temperatures:
-            tagger.cfg["temperature"] = float(temperature)
-            confidences, correct = [], []
-            for doc, pred, ref in zip(docs, tagger.decode_docs(docs, scores), gold):
-                for (start, end, label), p in zip(pred.spans, pred.scores):
-                    span = doc[start:end]
-                    confidences.append(p)
-                    correct.append((span.start_char, span.end_char, label) in ref)
-            conf = numpy.clip(numpy.asarray(confidences, dtype="f8"), _EPS, 1 - _EPS)
-            ok = numpy.asarray(correct, dtype=bool)
-            loss = float(-(ok * numpy.log(conf) + (~ok) * numpy.log(1 - conf)).mean()) if len(ok) else 0.0
-            rows.append({"temperature": float(temperature), "log_loss": loss, "ece": calibration(conf, ok)["ece"], "n": int(len(ok))})
-    finally:
-        tagger.cfg["temperature"] = saved
+    for temperature, confidences in by_t.items():
+        conf = numpy.clip(confidences, _EPS, 1 - _EPS)
+        rows.append(
+            {"temperature": temperature, "log_loss": log_loss(confidences, ok), "ece": calibration(conf, ok)["ece"], "n": int(len(ok))}
+        )
+    saved = nlp.get_pipe(name).cfg["temperature"]
     best = min(rows, key=lambda row: row["log_loss"])["temperature"] if rows else float(saved)
     return best, rows
 
