@@ -5,7 +5,7 @@ import contextlib
 import copy
 import os
 import warnings
-from typing import Any, Callable, Dict, List, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 from ..util import length_groups
+from . import onnx_lstm
 
 
 def _single_thread_after_fork() -> None:
@@ -201,17 +202,24 @@ class AveragingPyTorchShim(PyTorchShim):
             return
         backup = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
         self._model.load_state_dict(state_dict, strict=False)
-        self._int8_model = None
+        self._drop_copies()
         try:
             yield
         finally:
             self._model.load_state_dict(backup)
-            self._int8_model = None
+            self._drop_copies()
 
-    # Set by the rnn_tagger component (its int8_inference setting).
+    # Set by the rnn_tagger component (its int8_inference and lstm_runtime settings).
     int8 = False
+    runtime = "torch"
     _int8_model: Any = None
+    _onnx_model: Any = None
     _first_param: Any = None
+
+    def _drop_copies(self) -> None:
+        """Forget the int8 and ONNX Runtime copies of the weights: they changed."""
+        self._int8_model = None
+        self._onnx_model = None
 
     @property
     def device(self):
@@ -232,6 +240,10 @@ class AveragingPyTorchShim(PyTorchShim):
         itself, so leaving the module in eval mode here is safe."""
         if self._model.training:
             self._model.eval()
+        if self.runtime == "onnxruntime" and not self.int8:
+            fast = self._onnx_predict(*inputs.args)
+            if fast is not None:
+                return fast
         model = self._quantized() if self.int8 else self._model
         with torch.no_grad():
             if self._mixed_precision:
@@ -250,11 +262,25 @@ class AveragingPyTorchShim(PyTorchShim):
         moved it along its momentum, away from the old model.
         """
         super().finish_update(lambda key, weights, gradient: optimizer(key, weights, gradient.copy()))
-        self._int8_model = None  # the weights change in place: no tensor tells
+        self._drop_copies()  # the weights change in place: no tensor tells
 
     def from_bytes(self, bytes_data):
-        self._int8_model = None
+        self._drop_copies()
         return super().from_bytes(bytes_data)
+
+    def _onnx_predict(self, X: torch.Tensor, lengths: torch.Tensor) -> Optional[torch.Tensor]:
+        """The LSTM's output rows from ONNX Runtime for a single non-empty
+        sequence (one sentence: where it is faster, BENCHMARKS.md), else None.
+        Built on first use after the weights change, like the int8 copy."""
+        if lengths.shape[0] != 1 or X.shape[0] == 0 or not isinstance(self._model, PackedBiLSTM):
+            return None
+        runtime = self._onnx_model
+        if runtime is None or not runtime.usable():
+            runtime = self._onnx_model = onnx_lstm.build(self._model.lstm)
+            if runtime is None:
+                self.runtime = "torch"  # not installed, or not a float32 CPU LSTM
+                return None
+        return runtime(X)
 
     def _quantized(self) -> torch.nn.Module:
         """An int8 copy of the module's LSTMs (torch dynamic quantization), built
@@ -343,3 +369,27 @@ def set_int8_inference(model: Model, enabled: bool) -> None:
         for shim in node.shims:
             if isinstance(shim, AveragingPyTorchShim):
                 shim.int8 = bool(enabled)
+
+
+LSTM_RUNTIMES = ("auto", "torch", "onnxruntime")
+
+
+def set_lstm_runtime(model: Model, runtime: str, component: str = "rnn_tagger") -> None:
+    """Run every BiLSTM of `model` in torch ("torch"), or in ONNX Runtime for
+    single sentences ("onnxruntime", which needs it installed; "auto" uses it
+    where it is installed). Both give the same outputs to 1e-5."""
+    if runtime not in LSTM_RUNTIMES:
+        raise ValueError(f"[{component}] lstm_runtime must be one of {', '.join(LSTM_RUNTIMES)}, got {runtime!r}.")
+    if runtime != "torch":
+        available = onnx_lstm.onnxruntime_available()
+        if runtime == "onnxruntime" and not available:
+            raise ValueError(
+                f"[{component}] lstm_runtime = \"onnxruntime\" needs the onnxruntime and onnx packages: "
+                "pip install \"spacy-rnn-ner[onnx]\", or set lstm_runtime = \"torch\"."
+            )
+        runtime = "onnxruntime" if available else "torch"
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim, AveragingPyTorchShim):
+                shim.runtime = runtime
+                shim._onnx_model = None

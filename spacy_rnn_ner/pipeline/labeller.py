@@ -23,7 +23,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, SequenceCategoricalCrossentropy, set_dropout_rate
 from thinc.types import Floats2d
 
-from ..ml.bilstm import set_int8_inference
+from ..ml.bilstm import set_int8_inference, set_lstm_runtime
 from ..ml.crf import add_transition_gradient, transition_scores
 from ..ml.features import fill_known_words
 from ..ml.legacy import upgrade_model_bytes
@@ -56,6 +56,7 @@ class SequenceLabeller(TrainablePipe):
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
         storage: str = "float32",
+        lstm_runtime: str = "torch",
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -64,6 +65,7 @@ class SequenceLabeller(TrainablePipe):
         self.cfg: Dict = {"labels": [], **cfg, "storage": check_storage(storage, name)}
         self._settings = {key: self.cfg[key] for key in self.SETTINGS}
         set_int8_inference(model, int8_inference)
+        set_lstm_runtime(model, lstm_runtime, name)
         self._lattice_cache: Optional[TagLattice] = None
         # A copy of the model, set by nlp.resume_training(), that `rehearse` learns from.
         self._rehearsal_model: Optional[Model] = None

@@ -73,6 +73,7 @@ _IOB_INSIDE, _IOB_OUTSIDE, _IOB_BEGIN = 1, 2, 3
         "overwrite_ents": False,
         "int8_inference": False,
         "storage": "float32",
+        "lstm_runtime": "auto",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -89,6 +90,7 @@ def make_rnn_tagger(
     overwrite_ents: bool = False,
     int8_inference: bool = False,
     storage: str = "float32",
+    lstm_runtime: str = "auto",
 ) -> "RNNTagger":
     """Create an `rnn_tagger`: a BiLSTM entity tagger that writes `doc.ents`.
 
@@ -107,6 +109,10 @@ def make_rnn_tagger(
         quantization; training is unchanged).
     storage: how the weights are saved: "float32" (exact), "float16", or
         "int8" (about a third of the size on disk; see ml/storage.py).
+    lstm_runtime: "auto" (default) runs the LSTM over a single sentence in
+        ONNX Runtime where it is installed (the `onnx` extra; faster for one
+        sentence, same outputs to 1e-5), "onnxruntime" requires it, "torch"
+        never uses it. Batches always run in torch.
     """
     return RNNTagger(
         nlp.vocab,
@@ -120,6 +126,7 @@ def make_rnn_tagger(
         scorer=scorer,
         int8_inference=int8_inference,
         storage=storage,
+        lstm_runtime=lstm_runtime,
     )
 
 
@@ -150,6 +157,7 @@ class RNNTagger(SequenceLabeller):
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
         storage: str = "float32",
+        lstm_runtime: str = "auto",
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"[{name}] threshold must be between 0 and 1, got {threshold}.")
@@ -162,7 +170,9 @@ class RNNTagger(SequenceLabeller):
             "temperature": temperature,
             "overwrite_ents": bool(overwrite_ents),
         }
-        super().__init__(vocab, model, name, cfg, scorer=scorer, int8_inference=int8_inference, storage=storage)
+        super().__init__(
+            vocab, model, name, cfg, scorer=scorer, int8_inference=int8_inference, storage=storage, lstm_runtime=lstm_runtime
+        )
 
     # -- labels and gold ---------------------------------------------------
 

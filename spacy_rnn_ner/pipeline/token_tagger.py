@@ -34,6 +34,7 @@ TARGETS = ("tag", "pos")
         "attr": "tag",
         "int8_inference": False,
         "storage": "float32",
+        "lstm_runtime": "auto",
         "scorer": {"@scorers": "spacy_rnn_ner.token_tagger_scorer.v1"},
     },
     default_score_weights={"tag_acc": 0.5, "pos_acc": 0.5},
@@ -46,6 +47,7 @@ def make_rnn_token_tagger(
     scorer: Optional[Callable],
     int8_inference: bool = False,
     storage: str = "float32",
+    lstm_runtime: str = "auto",
 ) -> "RNNTokenTagger":
     """Create an `rnn_token_tagger`: a BiLSTM that gives each token one tag.
 
@@ -59,9 +61,17 @@ def make_rnn_token_tagger(
     int8_inference: predict with an int8 copy of the LSTM.
     storage: how the weights are saved: "float32" (exact), "float16", or
         "int8" (about a third of the size on disk; see ml/storage.py).
+    lstm_runtime: "auto", "onnxruntime" or "torch": as for rnn_tagger.
     """
     return RNNTokenTagger(
-        nlp.vocab, model, name, attr=attr, scorer=scorer, int8_inference=int8_inference, storage=storage
+        nlp.vocab,
+        model,
+        name,
+        attr=attr,
+        scorer=scorer,
+        int8_inference=int8_inference,
+        storage=storage,
+        lstm_runtime=lstm_runtime,
     )
 
 
@@ -94,6 +104,7 @@ class RNNTokenTagger(SequenceLabeller):
         scorer: Optional[Callable] = None,
         int8_inference: bool = False,
         storage: str = "float32",
+        lstm_runtime: str = "auto",
     ) -> None:
         if attr not in TARGETS and not (attr.startswith("_.") and len(attr) > 2):
             raise ValueError(
@@ -102,7 +113,14 @@ class RNNTokenTagger(SequenceLabeller):
         if attr.startswith("_.") and not Token.has_extension(attr[2:]):
             Token.set_extension(attr[2:], default=None)
         super().__init__(
-            vocab, model, name, {"attr": attr}, scorer=scorer, int8_inference=int8_inference, storage=storage
+            vocab,
+            model,
+            name,
+            {"attr": attr},
+            scorer=scorer,
+            int8_inference=int8_inference,
+            storage=storage,
+            lstm_runtime=lstm_runtime,
         )
 
     @property
