@@ -25,11 +25,12 @@ from benchmark_report import machine_description, replace_section  # noqa: E402
 SENTENCE = "The European Central Bank said on Tuesday that Angela Moreau will lead its new office in Lyon from March ."
 
 
-def reference_paths() -> Dict[str, Callable]:
+def reference_paths(nlp) -> Dict[str, Callable]:
     """Per fast path, a context manager that swaps in its reference path."""
     import numpy
 
     from spacy_rnn_ner.ml import fused_embed, memory
+    from spacy_rnn_ner.ml.bilstm import set_lstm_runtime
     from spacy_rnn_ner.pipeline import lattice
 
     @contextmanager
@@ -65,7 +66,17 @@ def reference_paths() -> Dict[str, Callable]:
         alpha, beta = lattice._recursions(emit[None], trans, start, end, numpy.array([len(emit) - 1]))
         return alpha[0], beta[0]
 
+    @contextmanager
+    def lstm_in_torch():
+        model = nlp.get_pipe("rnn_tagger").model
+        set_lstm_runtime(model, "torch")
+        try:
+            yield
+        finally:
+            set_lstm_runtime(model, "auto")
+
     return {
+        "single-sentence LSTM in ONNX Runtime (lstm_runtime)": lstm_in_torch,
         "feature embedding through pre-mixed tables": embed_layer_by_layer,
         "window Maxout without list/ragged layers": lambda: swap(memory, "window_rows", window_training_layers),
         "window Maxout: shifted products past 256 rows": window_columns_only,
@@ -125,7 +136,7 @@ def main() -> None:
     n_words = sum(len(doc) for doc in nlp.tokenizer.pipe(texts))
     list(nlp.pipe(texts[:20]))
     nlp(SENTENCE)
-    variants = {"all fast paths on": None, **reference_paths()}
+    variants = {"all fast paths on": None, **reference_paths(nlp)}
     results: Dict[str, List[Dict[str, float]]] = {name: [] for name in variants}
     for run in range(args.runs):
         for name, off in variants.items():

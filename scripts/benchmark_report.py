@@ -28,9 +28,15 @@ def machine_description() -> str:
     import thinc
     import torch
 
+    try:
+        import onnxruntime
+
+        runtime = f", onnxruntime {onnxruntime.__version__}"
+    except ImportError:
+        runtime = ", no onnxruntime"
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}, no GPU used; Python {platform.python_version()}, "
-        f"spaCy {spacy.__version__}, thinc {thinc.__version__}, torch {torch.__version__}"
+        f"spaCy {spacy.__version__}, thinc {thinc.__version__}, torch {torch.__version__}{runtime}"
     )
 
 
