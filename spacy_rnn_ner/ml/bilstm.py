@@ -216,6 +216,14 @@ class AveragingPyTorchShim(PyTorchShim):
     _onnx_model: Any = None
     _first_param: Any = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """Copies and pickles leave out the ONNX Runtime session (which can be
+        neither; spaCy's resume_training deep-copies the model): the copy
+        builds its own on first use."""
+        state = self.__dict__.copy()
+        state["_onnx_model"] = None
+        return state
+
     def _drop_copies(self) -> None:
         """Forget the int8 and ONNX Runtime copies of the weights: they changed."""
         self._int8_model = None

@@ -10,6 +10,7 @@ layer), so there is no export step and nothing extra is saved.
 onnxruntime and onnx are an optional extra (`pip install spacy-rnn-ner[onnx]`);
 without them the torch path runs.
 """
+import importlib
 import os
 from typing import Any, Optional
 
@@ -24,8 +25,8 @@ _TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
 def onnxruntime_available() -> bool:
     """Whether onnxruntime and onnx can be imported."""
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+        for name in ("onnx", "onnxruntime"):
+            importlib.import_module(name)
     except ImportError:
         return False
     return True

@@ -1,4 +1,7 @@
 """The ONNX Runtime path for single sentences (lstm_runtime)."""
+import copy
+import pickle
+
 import numpy
 import pytest
 import spacy
@@ -46,6 +49,11 @@ def test_onnxruntime_path_equals_torch_and_follows_every_weight_change(depth):
     same()
     assert shim._onnx_model is not None  # the ONNX path really ran
     assert any(doc.ents for doc in run("onnxruntime")[0])
+    # A deep copy (spaCy's resume_training makes one) and a pickle leave the session behind and build their own.
+    copied = copy.deepcopy(tagger.model)
+    doc = nlp.make_doc(texts[0])
+    numpy.testing.assert_allclose(copied.predict([doc])[0], tagger.model.predict([doc])[0], atol=1e-5)
+    assert pickle.loads(pickle.dumps(shim))._onnx_model is None
     # After an update, and inside use_params (averaged weights), the copy is rebuilt from the new weights.
     built = shim._onnx_model
     nlp.update(examples, sgd=optimizer)
