@@ -80,7 +80,7 @@ def ablations_for(config: Config) -> Dict[str, Dict]:
     if reader.get("raw_text", 0.0) > 0:
         rows["gold tokens only (raw_text 0)"] = {"corpora.train.raw_text": 0.0}
     callback = config.get("training", {}).get("before_to_disk") or {}
-    if isinstance(callback, dict) and callback.get("@callbacks") == "spacy_rnn_ner.calibrate_temperature.v1":
+    if isinstance(callback, dict) and callback.get("@callbacks", "").startswith("spacy_rnn_ner.calibrate_temperature."):
         rows["no calibration (temperature 1)"] = {"training.before_to_disk": None}
     return rows
 

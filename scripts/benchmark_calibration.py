@@ -35,7 +35,9 @@ def novelty(by_t, correct, seen, temperature) -> Dict[str, Dict[str, float]]:
 def group_temperatures(dev, test) -> Dict:
     """A temperature for the entities whose text was seen in training and one
     for the others, each with the lowest log loss on its dev entities; the
-    test ECE when each test entity is scored at its group's temperature."""
+    test ECE when each test entity is scored at its group's temperature, and
+    the dev and test ECE when every entity gets the unseen group's (one
+    temperature fitted on the new entities of dev only)."""
     import numpy
 
     from spacy_rnn_ner.calibration import log_loss
@@ -46,7 +48,13 @@ def group_temperatures(dev, test) -> Dict:
     for name, mask in (("seen", dev_seen), ("unseen", ~dev_seen)):
         fitted[name] = min(GROUP_GRID, key=lambda t: log_loss(dev_p[t][mask], dev_ok[mask]))
     scored = numpy.where(test_seen, test_p[fitted["seen"]], test_p[fitted["unseen"]])
-    return {"seen_t": fitted["seen"], "unseen_t": fitted["unseen"], "test_ece": calibration(scored, test_ok)["ece"]}
+    return {
+        "seen_t": fitted["seen"],
+        "unseen_t": fitted["unseen"],
+        "test_ece": calibration(scored, test_ok)["ece"],
+        "unseen_t_dev_ece": calibration(dev_p[fitted["unseen"]], dev_ok)["ece"],
+        "unseen_t_test_ece": calibration(test_p[fitted["unseen"]], test_ok)["ece"],
+    }
 
 
 def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
@@ -83,7 +91,7 @@ def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
 # A finer grid, to see how far the temperature that fits dev best is from the one that fits test best.
 FINE_GRID = (1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1, 2.2, 2.4)
 # The grid of the per-group temperatures (a diagnosis: no setting of the component takes them).
-GROUP_GRID = tuple(round(1.0 + 0.1 * i, 1) for i in range(26))
+GROUP_GRID = tuple(round(1.0 + 0.1 * i, 1) for i in range(31))
 
 
 def main() -> None:
@@ -102,7 +110,9 @@ def main() -> None:
         f"Written by `python scripts/benchmark_calibration.py` on {time.strftime('%Y-%m-%d')}. Machine: {machine_description()}. "
         "ECE over 10 equal-width bins of the confidences of all predicted entities (doc.spans, threshold not applied); an "
         "entity is correct when span and label are exactly a gold entity. Gold tokens, whole documents. The temperature is "
-        "the one each pipeline's config holds, fitted on dev (lowest log loss over the grid 1, 1.25, 1.5, 1.75, 2, 2.5, 3).",
+        "the one each pipeline's config holds, fitted during training by its `[training.before_to_disk]` callback (the "
+        "default config: `spacy_rnn_ner.calibrate_temperature.v2`, lowest log loss on the dev entities whose text is not "
+        "an entity in the training data, grid 1 to 4).",
         "",
         "| pipeline | fitted temperature | dev ECE at 1 | dev ECE, fitted | test ECE at 1 | **test ECE, fitted** | test entities |",
         "|---|---|---|---|---|---|---|",
@@ -153,24 +163,29 @@ def main() -> None:
             )
     lines += [
         "",
-        "A temperature per novelty group, each the lowest log loss on that group's dev entities (grid 1 to 3.5 in "
+        "A temperature per novelty group, each the lowest log loss on that group's dev entities (grid 1 to 4 in "
         "steps of 0.1), and the test ECE when every test entity gets its group's temperature: whether a calibrator "
-        "that knew which entities are new would transfer from dev to test. A diagnosis only: the component has one "
-        "temperature.",
+        "that knew which entities are new would transfer from dev to test. The last two columns give every entity "
+        "the unseen group's temperature: one temperature, fitted on the entities of dev that training never showed "
+        "(what the v2 callback fits, on this finer grid).",
         "",
-        "| pipeline | seen: temperature | unseen: temperature | test ECE, one temperature | test ECE, per group |",
-        "|---|---|---|---|---|",
+        "| pipeline | seen: temperature | unseen: temperature | test ECE, one temperature | test ECE, per group "
+        "| dev ECE, unseen temperature for all | test ECE, unseen temperature for all |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         g = r["groups"]
         lines.append(
             f"| `{Path(r['model']).parent.name}/{Path(r['model']).name}` | {g['seen_t']:g} | {g['unseen_t']:g} | "
-            f"{r['test_ece']:.4f} | {g['test_ece']:.4f} |"
+            f"{r['test_ece']:.4f} | {g['test_ece']:.4f} | {g['unseen_t_dev_ece']:.4f} | {g['unseen_t_test_ece']:.4f} |"
         )
     if len(rows) > 1:
+        def g_mean(key: str) -> str:
+            return f"{statistics.mean(r['groups'][key] for r in rows):.4f}"
+
         lines.append(
-            f"| mean of {len(rows)} | | | {statistics.mean(r['test_ece'] for r in rows):.4f} | "
-            f"{statistics.mean(r['groups']['test_ece'] for r in rows):.4f} |"
+            f"| mean of {len(rows)} | | | {statistics.mean(r['test_ece'] for r in rows):.4f} | {g_mean('test_ece')} | "
+            f"{g_mean('unseen_t_dev_ece')} | {g_mean('unseen_t_test_ece')} |"
         )
     lines.append("")
     section = "\n".join(lines)

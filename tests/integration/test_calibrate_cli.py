@@ -27,3 +27,23 @@ def test_calibrate_saves_the_fitted_temperature(pipeline_dir, dev_path, tmp_path
         capture_output=True, text=True, timeout=300,
     )
     assert wrong.returncode == 1 and "No component 'ner'" in wrong.stdout + wrong.stderr
+
+
+def test_calibrate_with_the_training_corpus_fits_as_the_default_config(pipeline_dir, dev_path, tmp_path):
+    from spacy.tokens import DocBin
+
+    from spacy_rnn_ner.calibration import TEMPERATURES_V2, entity_texts
+
+    nlp = spacy.load(pipeline_dir)
+    examples = gold_token_examples(nlp, dev_path)
+    DocBin(docs=[eg.reference for eg in examples[:3]]).to_disk(tmp_path / "train.spacy")
+    out = tmp_path / "calibrated"
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy_rnn_ner", "calibrate", str(pipeline_dir), str(dev_path), str(out),
+         "--train", str(tmp_path / "train.spacy")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    best, rows = fit_temperature(nlp, "rnn_tagger", examples, TEMPERATURES_V2, entity_texts(nlp, tmp_path / "train.spacy"))
+    assert spacy.load(out).config["components"]["rnn_tagger"]["temperature"] == best
+    assert f"temperature {TEMPERATURES_V2[-1]:g}:" in result.stdout  # the wider grid

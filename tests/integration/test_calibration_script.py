@@ -27,6 +27,9 @@ def test_group_temperatures_fit_each_group_on_dev_and_score_test_with_it():
     out = script.group_temperatures(dev, test)
     assert abs(out["seen_t"] - 1.5) <= 0.15 and abs(out["unseen_t"] - 2.5) <= 0.25
     assert out["test_ece"] < 0.03
+    # Every entity at the unseen group's temperature: the seen ones become under-confident (0.92 at
+    # accuracy 0.95), which costs most where they are most (dev: two thirds).
+    assert out["unseen_t_test_ece"] > out["test_ece"] and out["unseen_t_dev_ece"] > 0.015
     # A group whose dev entities are all right gets the grid's lowest temperature.
     dev_ok_seen = (dev[0], dev[1] | dev[2], dev[2])
     assert script.group_temperatures(dev_ok_seen, test)["seen_t"] == min(grid)
@@ -60,6 +63,7 @@ def test_script_writes_every_table_for_a_trained_pipeline(tmp_path):
     at = next(i for i, line in enumerate(lines) if line.startswith("| pipeline | seen: temperature |"))
     group_rows = [line for line in lines[at + 2 : at + 5] if line.startswith("| `")]
     assert len(group_rows) == 2 and lines[at + 4].startswith("| mean of 2 |")
-    seen_t, unseen_t, one, per_group = (cell.strip() for cell in group_rows[0].split("|")[2:6])
+    seen_t, unseen_t, one, per_group, dev_unseen_t, test_unseen_t = (cell.strip() for cell in group_rows[0].split("|")[2:8])
     assert float(seen_t) in load_script("benchmark_calibration").GROUP_GRID
-    assert 0.0 <= float(per_group) <= 1.0 and 0.0 <= float(one) <= 1.0
+    for value in (one, per_group, dev_unseen_t, test_unseen_t):
+        assert 0.0 <= float(value) <= 1.0
