@@ -62,15 +62,14 @@ def measure(model: Path, dev: Path, test: Path, train: Path) -> Dict:
     temperature of all grids, whether each entity is correct, and whether it is seen."""
     import numpy
     import spacy
-    from spacy.tokens import DocBin
 
-    from spacy_rnn_ner.calibration import entity_confidences, log_loss
+    from spacy_rnn_ner.calibration import entity_confidences, entity_texts, log_loss
     from spacy_rnn_ner.scoring import calibration, gold_token_examples
 
     nlp = spacy.load(model)
     saved = float(nlp.config["components"]["rnn_tagger"]["temperature"])
     row: Dict = {"model": str(model), "temperature": saved}
-    train_entities = {e.text for doc in DocBin().from_disk(train).get_docs(nlp.vocab) for e in doc.ents}
+    train_entities = entity_texts(nlp, train)
     fine = sorted({1.0, saved, *FINE_GRID})
     entities = {}
     for split, path in (("dev", dev), ("test", test)):

@@ -3,7 +3,7 @@
 For one short sentence torch's LSTM is dominated by the cost of each small op
 it dispatches per time step; ONNX Runtime runs the whole recurrence inside one
 kernel call, about half the time on the CPU for a 20-token sentence
-(BENCHMARKS.md, "Single-sentence latency: the LSTM in ONNX Runtime"). The
+(BENCHMARKS.md, "Speed and memory on CPU" and "Prediction fast paths"). The
 graph is built here from the module's own weights (one ONNX `LSTM` node per
 layer), so there is no export step and nothing extra is saved.
 
